@@ -1,0 +1,11 @@
+"""minimal_ep: Equilibrium Propagation for convolutional convergent RNNs, continuous and spiking.
+
+A pure NumPy/CuPy reference implementation of Lin, Bal & Sengupta (2024), "Scaling SNNs Trained
+Using Equilibrium Propagation to Convolutional Architectures".
+"""
+from .backend import get_backend, set_backend, to_numpy, to_device, gpu_available
+from .conv import im2col, col2im, conv2d, conv_transpose2d, conv2d_weight
+from .pooling import (max_pool2d, max_unpool2d, gather_pool2d, avg_pool2d, avg_unpool2d,
+                      upsample_nearest2d)
+
+__version__ = "0.1.0"

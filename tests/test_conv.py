@@ -1,0 +1,137 @@
+"""Convolution ops: loop references, SciPy, adjoint identities, dtypes and bad input."""
+import numpy as np
+import pytest
+from scipy import signal
+
+from minimal_ep import col2im, conv2d, conv2d_weight, conv_transpose2d, im2col, to_numpy
+from conftest import rel_err
+from reference import conv2d_loop, conv2d_weight_loop, conv_transpose2d_loop
+
+# (N, C, H, W, F, KH, KW, stride, padding): odd sizes, stride 2, padding, 1x1 and 5x5 kernels
+CASES = [
+    (2, 3, 7, 7, 4, 3, 3, 1, 0),
+    (1, 2, 9, 11, 3, 3, 3, 2, 1),
+    (3, 1, 8, 6, 2, 1, 1, 1, 0),
+    (2, 2, 10, 9, 3, 5, 5, 1, 2),
+    (1, 3, 13, 13, 2, 5, 5, 2, 0),
+    (2, 4, 6, 5, 5, 2, 3, 3, 1),
+]
+IDS = ["3x3", "stride2-pad1", "1x1", "5x5-pad2", "5x5-stride2", "2x3-stride3"]
+
+
+def _draw(rng, xp, *shape, dtype="float64"):
+    return xp.asarray(rng.standard_normal(shape).astype(dtype))
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_conv2d_matches_loop_and_scipy(xp, rng, case):
+    N, C, H, W, F, KH, KW, s, p = case
+    x, w, b = _draw(rng, xp, N, C, H, W), _draw(rng, xp, F, C, KH, KW), _draw(rng, xp, F)
+    y = conv2d(x, w, b, stride=s, padding=p)
+    xh, wh, bh = to_numpy(x), to_numpy(w), to_numpy(b)
+    assert rel_err(y, conv2d_loop(xh, wh, bh, s, p)) < 1e-13
+    # SciPy: a 'valid' correlation over (C, H, W) of the padded image, subsampled by the stride.
+    xpad = np.pad(xh, ((0, 0), (0, 0), (p, p), (p, p)))
+    ref = np.stack([np.stack([signal.correlate(xpad[n], wh[f], mode="valid")[0, ::s, ::s] + bh[f]
+                              for f in range(F)]) for n in range(N)])
+    assert y.shape == ref.shape
+    assert rel_err(y, ref) < 1e-13
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_conv_transpose2d_and_weight_match_loops(xp, rng, case):
+    N, C, H, W, F, KH, KW, s, p = case
+    x, w = _draw(rng, xp, N, C, H, W), _draw(rng, xp, F, C, KH, KW)
+    OH, OW = conv2d(x, w, stride=s, padding=p).shape[2:]
+    gy = _draw(rng, xp, N, F, OH, OW)
+    xt = conv_transpose2d(gy, w, stride=s, padding=p, output_size=(H, W))
+    assert xt.shape == (N, C, H, W)
+    assert rel_err(xt, conv_transpose2d_loop(to_numpy(gy), to_numpy(w), H, W, s, p)) < 1e-13
+    gw = conv2d_weight(x, gy, (KH, KW), stride=s, padding=p)
+    assert rel_err(gw, conv2d_weight_loop(to_numpy(x), to_numpy(gy), KH, KW, s, p)) < 1e-12
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_adjoint_identities(xp, rng, case):
+    """<conv2d(x,w), y> = <x, conv_transpose2d(y,w)> = <w, conv2d_weight(x,y)>, to 1e-12."""
+    N, C, H, W, F, KH, KW, s, p = case
+    x, w = _draw(rng, xp, N, C, H, W), _draw(rng, xp, F, C, KH, KW)
+    y = _draw(rng, xp, *conv2d(x, w, stride=s, padding=p).shape)
+    lhs = float(xp.sum(conv2d(x, w, stride=s, padding=p) * y))
+    rhs_x = float(xp.sum(x * conv_transpose2d(y, w, stride=s, padding=p, output_size=(H, W))))
+    rhs_w = float(xp.sum(w * conv2d_weight(x, y, (KH, KW), stride=s, padding=p)))
+    assert abs(lhs - rhs_x) <= 1e-12 * max(1.0, abs(lhs))
+    assert abs(lhs - rhs_w) <= 1e-12 * max(1.0, abs(lhs))
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_im2col_layout_and_col2im_adjoint(xp, rng, case):
+    N, C, H, W, F, KH, KW, s, p = case
+    x = _draw(rng, xp, N, C, H, W)
+    col = im2col(x, KH, KW, s, p)
+    OH, OW = (H + 2 * p - KH) // s + 1, (W + 2 * p - KW) // s + 1
+    assert col.shape == (N, C * KH * KW, OH * OW)
+    xpad = np.pad(to_numpy(x), ((0, 0), (0, 0), (p, p), (p, p)))
+    c, kp, kq, i, j = C - 1, KH - 1, KW - 1, OH - 1, OW // 2      # one entry, by the documented formula
+    assert to_numpy(col)[0, (c * KH + kp) * KW + kq, i * OW + j] == xpad[0, c, i * s + kp, j * s + kq]
+    z = _draw(rng, xp, *col.shape)
+    lhs = float(xp.sum(col * z))
+    rhs = float(xp.sum(x * col2im(z, x.shape, KH, KW, s, p)))
+    assert abs(lhs - rhs) <= 1e-12 * max(1.0, abs(lhs))
+
+
+def test_col2im_counts_window_overlaps(xp):
+    """col2im of all-ones columns counts, at each pixel, how many windows cover it."""
+    N, C, H, W, K = 1, 1, 5, 6, 3
+    ones = xp.ones((N, C * K * K, 3 * 4))
+    counts = to_numpy(col2im(ones, (N, C, H, W), K, K))[0, 0]
+    rows = np.array([1, 2, 3, 2, 1])
+    cols = np.array([1, 2, 3, 3, 2, 1])
+    np.testing.assert_array_equal(counts, np.outer(rows, cols))
+
+
+def test_col2im_is_deterministic(xp, rng):
+    x = _draw(rng, xp, 2, 3, 9, 9, dtype="float32")
+    col = im2col(x, 3, 3, 1, 1)
+    a, b = col2im(col, x.shape, 3, 3, 1, 1), col2im(col, x.shape, 3, 3, 1, 1)
+    assert np.array_equal(to_numpy(a), to_numpy(b))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dtype_preserved(xp, rng, dtype):
+    x, w = _draw(rng, xp, 2, 3, 8, 8, dtype=dtype), _draw(rng, xp, 4, 3, 3, 3, dtype=dtype)
+    b = _draw(rng, xp, 4, dtype=dtype)
+    y = conv2d(x, w, b, padding=1)
+    assert y.dtype == dtype
+    assert conv_transpose2d(y, w, padding=1).dtype == dtype
+    assert conv2d_weight(x, y, 3, padding=1).dtype == dtype
+    assert im2col(x, 3, 3).dtype == dtype
+
+
+def test_float32_agrees_with_float64(xp, rng):
+    x, w = _draw(rng, xp, 2, 3, 9, 9), _draw(rng, xp, 4, 3, 3, 3)
+    y64 = conv2d(x, w)
+    y32 = conv2d(x.astype("float32"), w.astype("float32"))
+    assert rel_err(y32, y64) < 1e-5
+
+
+def test_bad_input_raises_naming_shapes(xp):
+    x, w = xp.zeros((2, 3, 8, 8)), xp.zeros((4, 3, 3, 3))
+    with pytest.raises(ValueError, match=r"4-d.*\(8, 8\)"):
+        conv2d(xp.zeros((8, 8)), w)
+    with pytest.raises(ValueError, match=r"x has 2 channels.*w expects 3"):
+        conv2d(xp.zeros((2, 2, 8, 8)), w)
+    with pytest.raises(ValueError, match=r"kernel 9x9 is larger than the padded input 8x8"):
+        conv2d(x, xp.zeros((4, 3, 9, 9)))
+    with pytest.raises(ValueError, match=r"dtype mismatch"):
+        conv2d(x.astype("float32"), w)
+    with pytest.raises(ValueError, match=r"stride must be >= 1"):
+        conv2d(x, w, stride=0)
+    with pytest.raises(ValueError, match=r"y has 5 channels.*w has 4 filters"):
+        conv_transpose2d(xp.zeros((2, 5, 6, 6)), w)
+    with pytest.raises(ValueError, match=r"output_size \(9, 9\) does not convolve back"):
+        conv_transpose2d(xp.zeros((2, 4, 6, 6)), w, output_size=(9, 9))
+    with pytest.raises(ValueError, match=r"gy has shape \(2, 4, 5, 5\)"):
+        conv2d_weight(x, xp.zeros((2, 4, 5, 5)), 3)
+    with pytest.raises(ValueError, match=r"col has shape"):
+        col2im(xp.zeros((2, 27, 35)), (2, 3, 8, 8), 3, 3)
