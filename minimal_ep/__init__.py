@@ -9,3 +9,6 @@ from .pooling import (max_pool2d, max_unpool2d, gather_pool2d, avg_pool2d, avg_u
                       upsample_nearest2d)
 
 __version__ = "0.1.0"
+from .network import ConvergentRNN, State, NotSettledWarning, build_network
+from .ep import ep_gradients
+from .bptt import bptt_gradients

@@ -7,8 +7,10 @@ KH, KW kernel height and width, OH, OW output height and width.
 
     y[n, f, i, j] = b[f] + sum_{c, p, q} w[f, c, p, q] * xpad[n, c, i*stride + p, j*stride + q]
 
-It is computed as one matrix product per sample: ``im2col`` lays every receptive field out as a
-column, (N, C*KH*KW, OH*OW), and ``w.reshape(F, C*KH*KW) @ col`` gives (N, F, OH*OW).
+``im2col`` lays every receptive field out as a column, (N, C*KH*KW, OH*OW), so that the convolution
+is the matrix product ``w.reshape(F, C*KH*KW) @ col[n]`` for every sample n. For speed, conv2d and
+its two adjoints use the same columns with the batch moved next to the pixels, (C*KH*KW, N*OH*OW)
+(see :func:`_im2col_gemm`): then the whole batch is ONE large matrix product.
 
 ``conv_transpose2d`` is the exact adjoint of ``conv2d`` with respect to x,
 ``<conv2d(x, w), y> == <x, conv_transpose2d(y, w)>``: it multiplies by the transposed weight matrix
@@ -125,6 +127,54 @@ def col2im(col, x_shape, KH, KW, stride=1, padding=0):
     return xp.ascontiguousarray(img[:, :, padding:padding + H, padding:padding + W])
 
 
+# Why a second column layout. With im2col's (N, C*KH*KW, OH*OW) the convolution is N separate
+# matrix products, each only OH*OW columns wide (121 for the 11x11 maps of conv-2), and BLAS runs
+# such thin products far below its peak. Moving the batch next to the pixels, (C*KH*KW, N*OH*OW),
+# makes it ONE product with N*OH*OW columns. The price is a transposing copy of the image and one
+# of the result, each C*KH*KW (or F) times smaller than the columns themselves. The same columns,
+# the same loop over kernel offsets; only the order of the axes in memory differs.
+
+def _im2col_gemm(x, KH, KW, stride, padding):
+    """:func:`im2col` with the batch moved next to the pixels, for one large matrix product.
+
+    Parameters
+    ----------
+    x : (N, C, H, W) ndarray
+    KH, KW, stride, padding : int
+        As in :func:`im2col` (already validated by the caller).
+
+    Returns
+    -------
+    col : (C*KH*KW, N*OH*OW) ndarray
+        ``col[(c*KH + p)*KW + q, (n*OH + i)*OW + j] == xpad[n, c, i*stride + p, j*stride + q]``.
+    """
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    OH, OW = conv_output_size(H, KH, stride, padding), conv_output_size(W, KW, stride, padding)
+    # one copy both transposes to channels-first and zero-pads (no separate xp.pad copy)
+    img = xp.zeros((C, N, H + 2 * padding, W + 2 * padding), dtype=x.dtype)
+    img[:, :, padding:padding + H, padding:padding + W] = x.transpose(1, 0, 2, 3)   # (C, N, Hp, Wp)
+    col = xp.empty((C, KH, KW, N, OH, OW), dtype=x.dtype)
+    for p in range(KH):                      # one kernel offset at a time: a strided slice
+        for q in range(KW):
+            col[:, p, q] = img[:, :, p:p + stride * OH:stride, q:q + stride * OW:stride]  # (C, N, OH, OW)
+    return col.reshape(C * KH * KW, N * OH * OW)
+
+
+def _col2im_gemm(col, x_shape, KH, KW, stride, padding):
+    """:func:`col2im` for the columns of :func:`_im2col_gemm`: (C*KH*KW, N*OH*OW) -> (N, C, H, W)."""
+    xp = get_array_module(col)
+    N, C, H, W = x_shape
+    OH, OW = conv_output_size(H, KH, stride, padding), conv_output_size(W, KW, stride, padding)
+    col = col.reshape(C, KH, KW, N, OH, OW)
+    img = xp.zeros((C, N, H + 2 * padding, W + 2 * padding), dtype=col.dtype)
+    for p in range(KH):                      # overlapping windows summed in a fixed order
+        for q in range(KW):
+            img[:, :, p:p + stride * OH:stride, q:q + stride * OW:stride] += col[:, p, q]
+    img = img[:, :, padding:padding + H, padding:padding + W]                # (C, N, H, W) view
+    return xp.ascontiguousarray(img.transpose(1, 0, 2, 3))                   # (N, C, H, W)
+
+
 def conv2d(x, w, b=None, stride=1, padding=0):
     """2-d cross-correlation, NCHW: the *forward route* ``w * x`` of a convolutional layer.
 
@@ -149,12 +199,13 @@ def conv2d(x, w, b=None, stride=1, padding=0):
         raise ValueError(f"conv2d: x has {C} channels (shape {x.shape}) but w expects {Cw} "
                          f"(shape {w.shape})")
     OH, OW = _geometry(H, W, KH, KW, stride, padding, f"conv2d of x {x.shape} with w {w.shape}")
-    col = im2col(x, KH, KW, stride, padding)             # (N, C*KH*KW, OH*OW)
-    y = w.reshape(F, C * KH * KW) @ col                   # (N, F, OH*OW)
-    y = y.reshape(N, F, OH, OW)
+    if b is not None and b.shape != (F,):
+        raise ValueError(f"conv2d: b has shape {b.shape}, expected ({F},)")
+    xp = get_array_module(x, w)
+    col = _im2col_gemm(x, KH, KW, stride, padding)          # (C*KH*KW, N*OH*OW)
+    y = w.reshape(F, C * KH * KW) @ col                      # (F, N*OH*OW): the whole batch at once
+    y = xp.ascontiguousarray(y.reshape(F, N, OH, OW).transpose(1, 0, 2, 3))   # (N, F, OH, OW)
     if b is not None:
-        if b.shape != (F,):
-            raise ValueError(f"conv2d: b has shape {b.shape}, expected ({F},)")
         y += b.reshape(1, F, 1, 1)
     return y
 
@@ -192,8 +243,10 @@ def conv_transpose2d(y, w, stride=1, padding=0, output_size=None):
     if H < 1 or W < 1 or _geometry(H, W, KH, KW, stride, padding, "conv_transpose2d") != (OH, OW):
         raise ValueError(f"conv_transpose2d: output_size {(H, W)} does not convolve back to "
                          f"{(OH, OW)} with kernel {KH}x{KW}, stride {stride}, padding {padding}")
-    col = w.reshape(F, C * KH * KW).T @ y.reshape(N, F, OH * OW)   # (N, C*KH*KW, OH*OW)
-    return col2im(col, (N, C, H, W), KH, KW, stride, padding)       # (N, C, H, W)
+    xp = get_array_module(y, w)
+    y = xp.ascontiguousarray(y.transpose(1, 0, 2, 3)).reshape(F, N * OH * OW)   # (F, N*OH*OW)
+    col = w.reshape(F, C * KH * KW).T @ y                                      # (C*KH*KW, N*OH*OW)
+    return _col2im_gemm(col, (N, C, H, W), KH, KW, stride, padding)            # (N, C, H, W)
 
 
 def conv2d_weight(x, gy, kernel_size, stride=1, padding=0):
@@ -225,6 +278,8 @@ def conv2d_weight(x, gy, kernel_size, stride=1, padding=0):
     if Ng != N or (OH, OW) != expected:
         raise ValueError(f"conv2d_weight: gy has shape {gy.shape}, expected ({N}, F, {expected[0]}, "
                          f"{expected[1]}) for x {x.shape} and a {KH}x{KW} kernel")
-    col = im2col(x, KH, KW, stride, padding)                              # (N, C*KH*KW, OH*OW)
-    gw = xp.tensordot(gy.reshape(N, F, OH * OW), col, axes=((0, 2), (0, 2)))   # (F, C*KH*KW)
+    col = _im2col_gemm(x, KH, KW, stride, padding)                           # (C*KH*KW, N*OH*OW)
+    gy = xp.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(F, N * OH * OW)  # (F, N*OH*OW)
+    # sum over the batch and the pixels at once: gy @ col.T, with col.T a free transposed view
+    gw = xp.tensordot(gy, col, axes=((1,), (1,)))                             # (F, C*KH*KW)
     return gw.reshape(F, C, KH, KW)

@@ -1,0 +1,124 @@
+"""Backpropagation through time of the unrolled free phase, written by hand (no autograd).
+
+The forward pass runs the network's own ``step`` T times from rest and records a *tape*: the
+states each step started from, its pooling indices, and where its clip was not saturated (for the
+spiking network also the surrogate derivatives of the spike threshold). The loss is taken at the
+last state. The reverse pass walks the tape backwards. For the CRNN step
+
+    u_n = (1 - eps) s_n + eps (phi_n(s) + b_n),     s_n' = clip(u_n, 0, 1)
+
+it carries the cotangent g_n = dL/ds_n' back as
+
+    du_n = g_n * 1[0 < u_n < 1]                        (the clip: derivative 1 strictly inside)
+    dL/ds_n += (1 - eps) du_n  +  [d phi / d s]^T (eps du)
+    dL/dtheta += [d phi / d theta]^T (eps du)
+
+where the products with the transposed Jacobian of phi (through conv2d, conv_transpose2d, the max-
+pooling indices or average pooling) are ``ConvergentRNN.total_inputs_vjp``. This is the paper's
+"CRNN BPTT" / "SNN BPTT" baseline and the ground truth EP is checked against.
+"""
+
+
+def _zeros_like_params(net):
+    return {k: net.xp.zeros_like(v) for k, v in net.params.items()}
+
+
+def bptt_gradients(net, x, y, T, state=None, per_step=0, return_state=False):
+    """Gradient of the loss after T steps of the free phase, by backpropagation through time.
+
+    Parameters
+    ----------
+    net : ConvergentRNN or SpikingConvergentRNN
+    x : (N, C, H, W) ndarray
+    y : (N,) int ndarray
+    T : int
+        Steps to unroll.
+    state : State, optional
+        Start from this state instead of rest (the GDD check starts at a fixed point).
+    per_step : int
+        If K > 0, also return the per-step gradients of the last K steps (SPEC section 3).
+    return_state : bool
+        Also return the state after the T steps (the training loop predicts from it).
+
+    Returns
+    -------
+    grads : dict
+        Same keys and shapes as ``net.params``: d loss(s^T) / d theta.
+    per_step : dict, only when ``per_step`` > 0
+        ``"states"[k][n]``: dL/du_n at step T-k (the pre-clip value), ``"params"[k]``: the
+        contribution of step T-k to dL/dtheta, for k = 0..K-1.
+    state : State, only with ``return_state``
+    """
+    T = net.check_steps(T)
+    x = net.check_input(x)
+    y = net.check_labels(y, len(x))
+    state = net.init_state(x) if state is None else state.copy()
+    tape = []
+    for _ in range(T):                                     # forward, recording
+        state.xi = net.step(state, tape=tape)
+    state.steps = T
+    _, g_top, g_readout = net.loss_gradient(state.xi[net.n_layers], y)
+    grads = _zeros_like_params(net)
+    for k, g in g_readout.items():
+        grads[k] += g
+    record = {"states": [], "params": []}
+    backward = _backward_spiking if net.spiking else _backward_crnn
+    backward(net, tape, state, g_top, grads, record, per_step)
+    out = (grads,) + ((record,) if per_step else ()) + ((state,) if return_state else ())
+    return out if len(out) > 1 else grads
+
+
+def _backward_crnn(net, tape, state, g_top, grads, record, per_step):
+    """Reverse pass through the CRNN steps on the tape, accumulating into ``grads``."""
+    L, eps = net.n_layers, net.eps
+    g = [None] + [net.xp.zeros_like(v) for v in state.xi[1:L]] + [g_top]   # dL/ds^T
+    for t in range(len(tape) - 1, -1, -1):
+        s_prev, idx, masks = tape[t]
+        du = [None] + [g[n] * masks[n] for n in range(1, L + 1)]
+        a = [None] + [eps * du[n] for n in range(1, L + 1)]
+        g, gp = net.total_inputs_vjp(s_prev, idx, a)
+        for n in range(1, L + 1):
+            g[n] += (1.0 - eps) * du[n]
+            gp[f"b{n}"] = net.sum_to_bias(n, a[n])
+        for k, v in gp.items():
+            grads[k] += v
+        if len(record["params"]) < per_step:
+            record["states"].append(du)
+            record["params"].append(gp)
+        tape[t] = None                                     # free the step's memory as we go
+
+
+def _backward_spiking(net, tape, state, g_top, grads, record, per_step):
+    """Reverse pass through the spiking steps of Eq. 10 on the tape, accumulating into ``grads``.
+
+    Per layer and step, backwards through
+        d' = (1-lam) d + lam phi(s),  u = (1-eps) xi + eps (d' + b),  xi' = clip(u),
+        e = (xi' - (1-lam) xi) / lam,  v = V + e,  s' = H(v - V_th),  V' = v - s'
+    with the threshold's derivative replaced by the triangular surrogate ``net.surrogate``.
+    """
+    L, eps, lam, xp = net.n_layers, net.eps, net.lam, net.xp
+    zeros = lambda: [None] + [xp.zeros_like(v) for v in state.xi[1:]]
+    g_xi, g_d, g_V, g_s = zeros(), zeros(), zeros(), zeros()      # cotangents of step t's outputs
+    g_xi[L] += g_top
+    for t in range(len(tape) - 1, -1, -1):
+        s_prev, idx, masks, sur = tape[t]
+        a, du = [None] * (L + 1), [None] * (L + 1)
+        bias = {}
+        for n in range(1, L + 1):
+            g_v = g_s[n] * sur[n] + g_V[n] * (1.0 - sur[n])     # through s' = H(v) and V' = v - s'
+            g_xi_now = g_xi[n] + g_v * (1.0 / lam)              # xi' enters e with 1/lam
+            du[n] = g_xi_now * masks[n]                         # the clip
+            g_d_now = g_d[n] + eps * du[n]
+            bias[f"b{n}"] = net.sum_to_bias(n, eps * du[n])
+            a[n] = lam * g_d_now                                # phi enters d' with lam
+            g_d[n] = (1.0 - lam) * g_d_now                      # carried to d of step t-1
+            g_xi[n] = (1.0 - eps) * du[n] - ((1.0 - lam) / lam) * g_v
+            g_V[n] = g_v
+        g_s, gp = net.total_inputs_vjp(s_prev, idx, a)          # back to the spikes of step t-1
+        gp.update(bias)
+        for k, v in gp.items():
+            grads[k] += v
+        if len(record["params"]) < per_step:
+            record["states"].append(du)
+            record["params"].append(gp)
+        tape[t] = None

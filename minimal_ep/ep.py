@@ -1,0 +1,112 @@
+"""Equilibrium Propagation: free phase, nudged phases, and the gradient estimators (paper Eq. 4-5, 11).
+
+    free phase    T_free steps from rest, beta = 0                 -> s*
+    nudged phase  T_nudge steps from s* with +beta                 -> s^beta
+                  (symmetric) T_nudge steps from s* with -beta     -> s^-beta
+
+    one-sided  (Eq. 4):  dL/dtheta ~= -(1/beta)  ( dPhi/dtheta(s^beta) - dPhi/dtheta(s*) )
+    symmetric  (Eq. 5):  dL/dtheta ~= -(1/2beta) ( dPhi/dtheta(s^beta) - dPhi/dtheta(s^-beta) )
+
+The sign makes these estimates of the gradient of the loss, so training *descends* them, exactly
+like the BPTT gradients of :mod:`minimal_ep.bptt`. For spiking networks the nudged phases restart
+from every internal variable of the free state (xi, d, V, spikes), and dPhi/dtheta is taken at the
+continuous states xi (Eq. 11). The readout of the cross-entropy loss lies outside Phi: its gradient
+is dL/dw_out averaged over the nudged states (SPEC section 2).
+"""
+import math
+
+ESTIMATORS = ("symmetric", "one-sided")
+
+
+def check_beta(beta):
+    """beta as a float; ValueError when it is zero or not finite."""
+    beta = float(beta)
+    if beta == 0.0 or not math.isfinite(beta):
+        raise ValueError(f"beta must be a finite non-zero number, got {beta!r}")
+    return beta
+
+
+def ep_gradients(net, x, y, beta, T_free, T_nudge, estimator="symmetric", free_state=None,
+                 return_states=False):
+    """EP estimate of the gradient of ``net.loss`` with respect to every parameter.
+
+    Parameters
+    ----------
+    net : ConvergentRNN or SpikingConvergentRNN
+    x : (N, C, H, W) ndarray
+        Inputs in [0, 1].
+    y : (N,) int ndarray
+        Labels.
+    beta : float
+        Nudging factor (non-zero).
+    T_free, T_nudge : int
+        Steps of the free phase and of each nudged phase.
+    estimator : {"symmetric", "one-sided"}
+    free_state : State, optional
+        A free state of ``net`` for this x, to skip the free phase (the training loop has one).
+    return_states : bool
+        Also return the states of the phases (keys "free", "plus" and, symmetric, "minus").
+
+    Returns
+    -------
+    grads : dict
+        Same keys and shapes as ``net.params``.
+    states : dict, only with ``return_states``
+    """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {estimator!r}; allowed: {', '.join(ESTIMATORS)}")
+    beta = check_beta(beta)
+    net.check_steps(T_nudge, "T_nudge")
+    if free_state is None:
+        free_state = net.free_phase(x, net.check_steps(T_free, "T_free"))
+    y = net.check_labels(y, len(free_state.xi[0]))
+    states = {"free": free_state, "plus": net.nudged_phase(free_state, y, beta, T_nudge)}
+    if estimator == "symmetric":
+        states["minus"] = net.nudged_phase(free_state, y, -beta, T_nudge)
+        other, scale = states["minus"], -1.0 / (2.0 * beta)          # Eq. 5
+    else:
+        other, scale = free_state, -1.0 / beta                       # Eq. 4
+    d_plus, d_other = net.dphi_dtheta(states["plus"]), net.dphi_dtheta(other)
+    grads = {}
+    for name in net.params:
+        if name in d_plus:
+            g = d_plus[name]
+            g -= d_other[name]
+            g *= scale
+            grads[name] = g
+    if net.readout:
+        nudged = [states["plus"]] + ([states["minus"]] if "minus" in states else [])
+        for st in nudged:
+            _, _, g_out = net.loss_gradient(st.xi[net.n_layers], y)
+            for name, g in g_out.items():
+                grads[name] = grads.get(name, 0.0) + g / len(nudged)
+    return (grads, states) if return_states else grads
+
+
+def ep_per_step_updates(net, free_state, y, beta, K):
+    """The per-step EP updates of a nudged phase started at a fixed point (GDD, SPEC section 3).
+
+    Returns, for t = 0..K-1, the state updates ``-(s_{t+1} - s_t) / (beta * eps * N)`` and the
+    weight updates ``-(dPhi/dtheta(s_{t+1}) - dPhi/dtheta(s_t)) / beta``: signed and scaled as
+    gradients of the batch-mean loss, so that they compare directly with the per-step BPTT
+    gradients of the last K steps (:func:`minimal_ep.bptt.bptt_gradients` with ``per_step=K``).
+
+    Returns
+    -------
+    states : list of lists
+        ``states[t][n]`` for layers n = 1..L (index 0 unused).
+    params : list of dict
+    """
+    beta = check_beta(beta)
+    y = net.check_labels(y, len(free_state.xi[0]))
+    state = free_state.copy()
+    d_prev = net.dphi_dtheta(state)
+    scale = -1.0 / (beta * net.eps * len(y))
+    out_s, out_p = [], []
+    for _ in range(K):
+        nxt = net.nudged_phase(state, y, beta, 1)
+        d_next = net.dphi_dtheta(nxt)
+        out_s.append([None] + [(b - a) * scale for a, b in zip(state.xi[1:], nxt.xi[1:])])
+        out_p.append({k: -(d_next[k] - d_prev[k]) / beta for k in d_next})
+        state, d_prev = nxt, d_next
+    return out_s, out_p

@@ -1,0 +1,58 @@
+"""Stochastic gradient descent with layer-wise learning rates (paper Table I), momentum optional.
+
+The paper trains with plain SGD without momentum and one learning rate per layer, larger for lower
+layers: ``lr = [0.25, 0.15, 0.1, 0.08]`` for the weights w1..w4 of 2C2FC. A layer's bias uses its
+weight's rate. Gradients are those of the loss (EP's and BPTT's alike), so the update descends them:
+
+    v <- momentum * v + g,      theta <- theta - lr_n * v
+"""
+
+
+class SGD:
+    """SGD over ``net.params`` with one learning rate per layer.
+
+    Parameters
+    ----------
+    params : dict
+        Name -> array, updated in place (``w1, b1, w2, ...``).
+    lrs : float or sequence of float
+        One rate for all layers, or one per layer (w1's first).
+    momentum : float
+        0 (the paper's setting) disables the velocity buffers.
+    """
+
+    def __init__(self, params, lrs, momentum=0.0):
+        self.params = params
+        layers = sorted({int(name[1:]) for name in params})
+        lrs = [float(lrs)] * len(layers) if isinstance(lrs, (int, float)) else [float(v) for v in lrs]
+        if len(lrs) != len(layers):
+            raise ValueError(f"lr needs one value per layer ({len(layers)}: "
+                             f"{', '.join('w%d' % n for n in layers)}), got {len(lrs)}")
+        if any(v < 0 for v in lrs) or not 0.0 <= momentum < 1.0:
+            raise ValueError(f"learning rates must be >= 0 and momentum in [0, 1), got {lrs}, {momentum}")
+        self.base_lrs = dict(zip(layers, lrs))
+        self.scale = 1.0                     # a schedule multiplies every rate by this
+        self.momentum = float(momentum)
+        self.velocity = {k: v * 0 for k, v in params.items()} if momentum else {}
+
+    def lr(self, name):
+        return self.base_lrs[int(name[1:])] * self.scale
+
+    def step(self, grads):
+        """Descend ``grads`` (a dict with the keys of ``params``), in place."""
+        for name, g in grads.items():
+            if self.momentum:
+                v = self.velocity[name]
+                v *= self.momentum
+                v += g
+                g = v
+            self.params[name] -= self.lr(name) * g
+
+    def state_dict(self):
+        """What a checkpoint needs to resume: the velocity buffers and the schedule's scale."""
+        return {"scale": self.scale, **{f"velocity.{k}": v for k, v in self.velocity.items()}}
+
+    def load_state_dict(self, state):
+        self.scale = float(state["scale"])
+        for k in self.velocity:
+            self.velocity[k][...] = state[f"velocity.{k}"]

@@ -1,0 +1,281 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 Convolution: im2col, its transpose, and the weight gradient
+#
+# A convolutional layer of the convergent RNN uses three operations, all built here from one
+# idea (*im2col*: copy every receptive field into a column, then do one matrix product):
+#
+# | operation | shapes | role in the network |
+# |---|---|---|
+# | `conv2d(x, w)` | (N, C, H, W) -> (N, F, OH, OW) | forward route `w * s` (paper Eq. 9) |
+# | `conv_transpose2d(y, w)` | (N, F, OH, OW) -> (N, C, H, W) | backward route `w ~* s` (Eq. 9) |
+# | `conv2d_weight(x, gy, (KH, KW))` | -> (F, C, KH, KW) | the weight update (Eq. 11) |
+#
+# Symbols: N batch, C input channels, H x W input size, F filters (output channels),
+# KH x KW kernel size, OH x OW output size.
+
+# %%
+import os
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from minimal_ep import col2im, conv2d, conv2d_weight, conv_transpose2d, im2col
+
+FAST = os.environ.get("MINIMAL_EP_FAST", "0") == "1"  # everything here is small anyway
+rng = np.random.default_rng(0)
+np.set_printoptions(precision=3, suppress=True, linewidth=110)
+
+# %% [markdown]
+# ## 1. im2col on a tiny image
+# One image (N=1), one channel (C=1), 4x4 pixels holding 0..15, and a 3x3 kernel. A 3x3 window
+# fits in OH x OW = 2 x 2 positions, so `im2col` returns a (N, C*KH*KW, OH*OW) = (1, 9, 4)
+# matrix: **one column per output pixel**, the 9 pixels of its receptive field down the column.
+
+# %%
+x = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)
+KH = KW = 3
+col = im2col(x, KH, KW)
+print("x[0, 0] =\n", x[0, 0])
+print("col.shape (N, C*KH*KW, OH*OW) =", col.shape)
+print(col[0])
+
+# %% [markdown]
+# Column `k` belongs to output pixel `(i, j) = (k // OW, k % OW)` and holds the window whose top
+# left corner is `x[i, j]`. Look for it: column 0 starts with 0, 1, 2 (the first image row),
+# column 1 with 1, 2, 3 (shifted right by one), column 2 with 4, 5, 6 (shifted down by one).
+
+# %%
+OH, OW = 2, 2
+for k in range(OH * OW):
+    i, j = divmod(k, OW)
+    window = x[0, 0, i:i + KH, j:j + KW]
+    print(f"column {k} = output pixel ({i},{j}); its receptive field:")
+    print(col[0, :, k].reshape(KH, KW))
+    assert np.array_equal(col[0, :, k].reshape(KH, KW), window)
+
+# %% [markdown]
+# ## 2. conv2d is one matrix product
+# Flatten each filter to a row: `w.reshape(F, C*KH*KW)`. Then `(F, C*KH*KW) @ (C*KH*KW, OH*OW)`
+# gives (F, OH*OW): every filter dotted with every receptive field. Reshape to (N, F, OH, OW).
+
+# %%
+F = 2
+w = rng.standard_normal((F, 1, KH, KW))
+y_matmul = (w.reshape(F, -1) @ col).reshape(1, F, OH, OW)
+y = conv2d(x, w)
+print("w.reshape(F, C*KH*KW):", w.reshape(F, -1).shape, "  col:", col.shape, "  y:", y.shape)
+assert np.allclose(y, y_matmul)
+
+# %% [markdown]
+# ## 3. The definition, written as loops
+# `conv2d` is a cross-correlation (no kernel flip, as in every deep-learning library):
+# `y[n,f,i,j] = b[f] + sum_{c,p,q} w[f,c,p,q] * xpad[n, c, i*stride+p, j*stride+q]`.
+# The loops below are slow but impossible to misread; we check `conv2d` against them on a
+# random batch with several channels, stride 2 and padding 1.
+
+# %%
+def conv2d_loops(x, w, b, stride, padding):
+    N, C, H, W = x.shape
+    F, _, KH, KW = w.shape
+    xpad = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    OH = (H + 2 * padding - KH) // stride + 1
+    OW = (W + 2 * padding - KW) // stride + 1
+    y = np.zeros((N, F, OH, OW))
+    for n in range(N):
+        for f in range(F):
+            for i in range(OH):
+                for j in range(OW):
+                    y[n, f, i, j] = b[f]
+                    for c in range(C):
+                        for p in range(KH):
+                            for q in range(KW):
+                                pixel = xpad[n, c, i * stride + p, j * stride + q]
+                                y[n, f, i, j] += w[f, c, p, q] * pixel
+    return y
+
+
+xb = rng.standard_normal((2, 3, 7, 7))   # (N, C, H, W)
+wb = rng.standard_normal((4, 3, 3, 3))   # (F, C, KH, KW)
+bb = rng.standard_normal(4)              # (F,)
+for stride, padding in [(1, 0), (2, 1)]:
+    fast, slow = conv2d(xb, wb, bb, stride, padding), conv2d_loops(xb, wb, bb, stride, padding)
+    err = np.abs(fast - slow).max()
+    print(f"stride={stride} padding={padding}: output {fast.shape}, max |diff| = {err:.1e}")
+    assert np.allclose(fast, slow, atol=1e-12)
+
+# %% [markdown]
+# ## 4. Stride, padding and the output size
+# Along each axis `OH = (H + 2*padding - KH) // stride + 1` (the floor drops a last partial
+# window). Padding 1 with a 3x3 kernel and stride 1 keeps the size ("same" convolution);
+# stride 2 roughly halves it.
+
+# %%
+def out_size(H, K, stride, padding):
+    return (H + 2 * padding - K) // stride + 1
+
+
+x28 = np.zeros((1, 1, 28, 28))
+for K, stride, padding in [(3, 1, 0), (3, 1, 1), (3, 2, 1), (5, 2, 0), (5, 1, 2)]:
+    OHs = conv2d(x28, np.zeros((1, 1, K, K)), stride=stride, padding=padding).shape[2]
+    print(f"H=28 K={K} stride={stride} padding={padding}: OH = {OHs}")
+    assert OHs == out_size(28, K, stride, padding)
+
+# %% [markdown]
+# ## 5. col2im: summing columns back, and counting overlaps
+# `col2im` is the reverse bookkeeping: every entry of a column is **added** back onto the pixel it
+# was read from. Feed it a matrix of ones and each pixel receives one count per window that
+# covers it. With a 3x3 kernel and stride 1 the interior pixels are covered 9 times, the corners
+# once; with stride 2 the pattern becomes a checkerboard of 1, 2 and 4.
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(8, 4))
+for ax, stride in zip(axes, [1, 2]):
+    shape = (1, 1, 9, 9)
+    n_win = out_size(9, 3, stride, 0) ** 2
+    counts = col2im(np.ones((1, 9, n_win)), shape, 3, 3, stride=stride)[0, 0]
+    ax.imshow(counts, cmap="viridis")
+    for (r, c), v in np.ndenumerate(counts):
+        ax.text(c, r, int(v), ha="center", va="center", color="w", fontsize=8)
+    ax.set_title(f"windows covering each pixel\n3x3 kernel, stride {stride}")
+    if stride == 1:
+        assert counts[0, 0] == 1 and counts[4, 4] == 9
+        counts_s1 = counts
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# So `col2im(im2col(x))` is **not** `x`: it is `x` times the overlap count. col2im is the
+# *adjoint* (transpose) of im2col, not its inverse.
+
+# %%
+x9 = rng.standard_normal((1, 1, 9, 9))
+assert np.allclose(col2im(im2col(x9, 3, 3), x9.shape, 3, 3), counts_s1 * x9)
+
+# %% [markdown]
+# ## 6. conv_transpose2d is the adjoint of conv2d: the backward route
+# conv2d is linear in x: `y = M x` for a big sparse matrix M built from w. Its transpose `M^T`
+# maps (N, F, OH, OW) back to (N, C, H, W): multiply each column by `w.reshape(F, -1).T`, then
+# col2im. The defining property is the dot-product test
+# `<conv2d(x, w), y> == <x, conv_transpose2d(y, w)>` for all x, y. We check it in float64.
+
+# %%
+N, C, H, W, F = 2, 3, 9, 9, 4
+xa, wa = rng.standard_normal((N, C, H, W)), rng.standard_normal((F, C, 3, 3))
+for stride, padding in [(1, 0), (2, 1)]:
+    ya = rng.standard_normal(conv2d(xa, wa, stride=stride, padding=padding).shape)
+    lhs = np.sum(conv2d(xa, wa, stride=stride, padding=padding) * ya)
+    rhs = np.sum(xa * conv_transpose2d(ya, wa, stride, padding, output_size=(H, W)))
+    print(f"stride={stride} padding={padding}: y {ya.shape} -> x {xa.shape}")
+    print(f"    <Mx, y> = {lhs:.10f}   <x, M^T y> = {rhs:.10f}")
+    assert np.isclose(lhs, rhs, rtol=1e-12)
+
+# %% [markdown]
+# Why this matters for EP: in the convergent RNN the state of layer n is driven by the layer
+# below through `w_n * s_{n-1}` **and** by the layer above through `w_{n+1} ~* s_{n+1}`
+# (paper Eq. 9). Pooling aside, both come from one coupling term `<s_{n+1}, w_{n+1} * s_n>`: with
+# respect to `s_{n+1}` it is the convolution, with respect to `s_n` it is the transposed
+# convolution. The same weights carry signals both ways, which is what lets the nudge at the
+# output travel down to every layer.
+#
+# Picture it: one active neuron in the layer above sends a copy of its filter (not flipped)
+# down onto its own receptive field. `conv_transpose2d` of a single 1 at output pixel (i, j)
+# is the kernel stamped into the image with its top left corner at (i, j).
+
+# %%
+w1 = np.arange(9, dtype=np.float64).reshape(1, 1, 3, 3)
+delta = np.zeros((1, 1, 3, 3))
+delta[0, 0, 1, 2] = 1.0  # one active neuron at output pixel (1, 2)
+stamp = conv_transpose2d(delta, w1)
+print("conv_transpose2d of one spike at (1, 2), shape", stamp.shape, "\n", stamp[0, 0])
+assert np.array_equal(stamp[0, 0, 1:4, 2:5], w1[0, 0])
+
+# %% [markdown]
+# ## 7. conv2d_weight: the adjoint in w, and a finite-difference check
+# conv2d is also linear in w. Its adjoint correlates the input x with an output signal gy,
+# summed over the batch: `<conv2d(x, w), gy> == <w, conv2d_weight(x, gy, (KH, KW))>`. That is
+# the gradient of any loss L with `dL/dy = gy`, and in EP the weight update of Eq. 11
+# (with gy the layer above's state, x the layer below's).
+
+# %%
+gy = rng.standard_normal(conv2d(xa, wa).shape)
+gw = conv2d_weight(xa, gy, (3, 3))
+print("x", xa.shape, " gy", gy.shape, " -> gw", gw.shape, "(F, C, KH, KW)")
+assert np.isclose(np.sum(conv2d(xa, wa) * gy), np.sum(wa * gw), rtol=1e-12)
+
+# %% [markdown]
+# Finite differences: take `L(w) = 0.5 * sum(conv2d(x, w)**2)`, so `dL/dy = y` and
+# `dL/dw = conv2d_weight(x, y)`. Nudge one weight entry by ±h and compare the slope.
+
+# %%
+def loss(w):
+    return 0.5 * np.sum(conv2d(xa, w) ** 2)
+
+
+grad = conv2d_weight(xa, conv2d(xa, wa), (3, 3))
+h, entry = 1e-5, (2, 1, 0, 2)  # (f, c, p, q)
+wp, wm = wa.copy(), wa.copy()
+wp[entry] += h
+wm[entry] -= h
+fd = (loss(wp) - loss(wm)) / (2 * h)
+print(f"dL/dw{entry}: conv2d_weight = {grad[entry]:.8f}, finite difference = {fd:.8f}")
+assert np.isclose(grad[entry], fd, rtol=1e-7)
+
+# %% [markdown]
+# ## 8. Filters on a picture
+# No data files here, so we draw a 28x28 shape (a ring with a cross, MNIST-sized) and apply
+# F = 4 hand-made 3x3 filters at once, w of shape (F, C, KH, KW) = (4, 1, 3, 3), padding 1 so
+# the maps stay 28x28. Look for: the vertical-edge filter lights up on left/right borders
+# (positive on one side, negative on the other), the horizontal one on top/bottom borders, the
+# Laplacian on every outline, and the box blur just softens the shape.
+
+# %%
+r, c = np.mgrid[0:28, 0:28]
+dist = np.hypot(r - 13.5, c - 13.5)
+img = ((dist > 7) & (dist < 11)).astype(np.float64)
+img[12:16, 4:24] = 1.0  # horizontal bar
+img[4:24, 12:16] = 1.0  # vertical bar
+sobel = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float64)
+laplace = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=np.float64)
+filters = np.stack([sobel, sobel.T, laplace, np.ones((3, 3)) / 9])   # (F, KH, KW)
+names = ["vertical edges", "horizontal edges", "Laplacian", "box blur"]
+maps = conv2d(img[None, None], filters[:, None], padding=1)
+print("image", img[None, None].shape, " filters", filters[:, None].shape, " maps", maps.shape)
+assert maps.shape == (1, 4, 28, 28)
+
+fig, axes = plt.subplots(1, 5, figsize=(15, 3.2))
+axes[0].imshow(img, cmap="gray")
+axes[0].set_title("input 28x28")
+for ax, m, name in zip(axes[1:], maps[0], names):
+    lim = np.abs(m).max()
+    if name == "box blur":
+        ax.imshow(m, cmap="gray", vmin=0, vmax=lim)
+    else:                                  # signed responses: red positive, blue negative
+        ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim)
+    ax.set_title(name)
+for ax in axes:
+    ax.axis("off")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## What we learned
+# - `im2col` turns convolution into one matrix product: (F, C*KH*KW) @ (C*KH*KW, OH*OW).
+# - `OH = (H + 2*padding - KH) // stride + 1`; `col2im` adds columns back, so `col2im(im2col(x))`
+#   is x times the number of windows covering each pixel (the adjoint, not the inverse).
+# - `conv_transpose2d` is the exact adjoint of `conv2d` in x: the backward route `w ~* s` of
+#   Eq. 9, by which a layer hears the layer above through the same weights.
+# - `conv2d_weight` is the adjoint in w: input correlated with output signal, the gradient and
+#   the EP weight update (Eq. 11); it agrees with finite differences.

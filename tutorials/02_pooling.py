@@ -1,0 +1,231 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 Pooling: max pooling with indices, unpooling, average pooling, and ties
+#
+# Every convolutional layer of the network is followed by pooling on the forward route, and the
+# backward route needs the *inverse* of that pooling (paper Eq. 9: `P(w * s)` up,
+# `w ~* P^{-1}(s)` down). This tutorial builds both pairs, max (Eq. 12-14) and average
+# (Eq. 15-16), and shows why the paper drops max pooling in the spiking network (Sec. II-E).
+#
+# Symbols: N batch, C channels, H x W input size, OH x OW = (H // F) x (W // F) pooled size.
+# **Here F is the pooling window** (F x F, stride F), the paper's notation in Eq. 12, not the
+# number of filters as in tutorial 01.
+
+# %%
+import os
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from minimal_ep import (avg_pool2d, avg_unpool2d, gather_pool2d, max_pool2d, max_unpool2d,
+                        upsample_nearest2d)
+
+FAST = os.environ.get("MINIMAL_EP_FAST", "0") == "1"
+rng = np.random.default_rng(0)
+np.set_printoptions(precision=2, suppress=True, linewidth=110)
+F = 2
+
+# %% [markdown]
+# ## 1. Max pooling records where each maximum was
+# A 4x4 map (N = C = 1) pools with F = 2 into 2x2. Besides the maxima `y`, `max_pool2d` returns
+# `idx`, the offset of the maximum inside its window, numbered row-major `k = p*F + q`
+# (0 top left, 1 top right, 2 bottom left, 3 bottom right). Decode it with `divmod(k, F)`.
+
+# %%
+x = rng.permutation(16).astype(np.float64).reshape(1, 1, 4, 4)
+y, idx = max_pool2d(x, F)
+print("x (N, C, H, W) =", x.shape, "\n", x[0, 0])
+print("y (N, C, OH, OW) =", y.shape, "\n", y[0, 0])
+print("idx =\n", idx[0, 0], " dtype", idx.dtype)
+for i in range(2):
+    for j in range(2):
+        p, q = divmod(int(idx[0, 0, i, j]), F)
+        print(f"window ({i},{j}): max {y[0, 0, i, j]:4.0f} at offset (p, q) = ({p}, {q})"
+              f" -> pixel ({F * i + p}, {F * j + q})")
+        assert x[0, 0, F * i + p, F * j + q] == y[0, 0, i, j]
+
+# %% [markdown]
+# ## 2. Max-unpooling puts each value back where it came from
+# `max_unpool2d(y, idx, F)` (Eq. 14) writes `y` at the recorded offsets and zeros elsewhere.
+# Look for: the four maxima of x at their original places, everything else 0.
+
+# %%
+u = max_unpool2d(y, idx, F)
+print(u[0, 0])
+assert np.array_equal(u, np.where(u != 0, x, 0)) and np.count_nonzero(u) == 4
+
+# %% [markdown]
+# ## 3. Floor output size: the border is dropped
+# `OH = H // F`: an 11x11 map pools to 5x5, and its last row and column belong to no window.
+# Unpooling back to 11x11 (pass `output_size`) leaves them zero; without `output_size` you get
+# 10x10.
+
+# %%
+x11 = rng.random((1, 1, 11, 11))
+y11, idx11 = max_pool2d(x11, F)
+u11 = max_unpool2d(y11, idx11, F, output_size=(11, 11))
+print("11x11 ->", y11.shape[2:], "-> unpooled", u11.shape[2:],
+      " (default output size:", max_unpool2d(y11, idx11, F).shape[2:], ")")
+print("last row and column of the unpooled map:", u11[0, 0, -1], u11[0, 0, :, -1], sep="\n")
+assert y11.shape == (1, 1, 5, 5) and not u11[0, 0, -1].any() and not u11[0, 0, :, -1].any()
+
+# %% [markdown]
+# ## 4. Ties: the first maximum in row-major order wins
+# Spikes are 0 or 1, so a window of spikes usually has several equal maxima. The rule is
+# "first one wins": a window of all ones gives idx 0, and a window with ones at (1,0) and (1,1)
+# gives idx 2 = (1, 0).
+
+# %%
+s = np.array([[1, 1, 0, 0],
+              [1, 1, 1, 1]], dtype=np.float64).reshape(1, 1, 2, 4)
+ys, idxs = max_pool2d(s, F)
+print("windows:", s[0, 0, :, :2].tolist(), s[0, 0, :, 2:].tolist(), " -> idx", idxs[0, 0, 0])
+assert idxs[0, 0, 0].tolist() == [0, 2]
+
+# %% [markdown]
+# How common are ties? Pool a random spike map (each pixel fires with probability 0.3) and a
+# continuous map of the same size, and count which offset wins. Look for: continuous values give
+# every offset about 1/4 of the time; spikes pile up on offset 0, which wins whenever the top-left
+# pixel fired (it comes first among the tied ones) and whenever the window is silent (four tied
+# zeros): 0.3 + 0.7**4 = 54% of windows, decided by the tie rule rather than by the input.
+
+# %%
+size = 32 if FAST else 64
+spikes = (rng.random((1, 8, size, size)) < 0.3).astype(np.float64)
+cont = rng.random((1, 8, size, size))
+ys, idx_sp = max_pool2d(spikes, F)
+_, idx_ct = max_pool2d(cont, F)
+n_ones = spikes.reshape(1, 8, size // F, F, size // F, F).sum(axis=(3, 5))
+print(f"spike windows with a tied maximum (silent, or >= 2 spikes): {np.mean(n_ones != 1):.0%}")
+h_sp = np.bincount(idx_sp.ravel(), minlength=4) / idx_sp.size
+h_ct = np.bincount(idx_ct.ravel(), minlength=4) / idx_ct.size
+plt.figure(figsize=(5, 3))
+plt.bar(np.arange(4) - 0.2, h_ct, 0.4, label="continuous input")
+plt.bar(np.arange(4) + 0.2, h_sp, 0.4, label="spike input")
+plt.xticks(range(4), ["0 (0,0)", "1 (0,1)", "2 (1,0)", "3 (1,1)"])
+plt.ylabel("fraction of windows")
+plt.title("which offset max_pool2d records")
+plt.legend()
+plt.show()
+assert h_sp[0] > 0.5 and np.all(np.abs(h_ct - 0.25) < 0.05)
+
+# %% [markdown]
+# ## 5. The adjoint identities
+# Unpooling with fixed indices is linear in y, and its adjoint takes the value at the recorded
+# offset from each window (`gather_pool2d`):
+# `<max_unpool2d(y, idx), x> == <y, gather_pool2d(x, idx)>`.
+# Average pooling is linear too, and its adjoint is nearest-neighbour upsampling divided by
+# F*F, which is `avg_unpool2d` with its default `alpha = F*F`. We check both on 11x11 maps with
+# random indices (so the dropped border is included), in float64.
+
+# %%
+xa = rng.standard_normal((2, 3, 11, 11))
+ya = rng.standard_normal((2, 3, 5, 5))
+idx_r = rng.integers(0, F * F, size=ya.shape).astype(np.int32)
+lhs = np.sum(max_unpool2d(ya, idx_r, F, output_size=(11, 11)) * xa)
+rhs = np.sum(ya * gather_pool2d(xa, idx_r, F))
+print(f"max:  <unpool(y), x> = {lhs:.12f}   <y, gather(x)> = {rhs:.12f}")
+assert np.isclose(lhs, rhs, rtol=1e-12)
+lhs, rhs = np.sum(avg_pool2d(xa, F) * ya), np.sum(xa * avg_unpool2d(ya, F, output_size=(11, 11)))
+print(f"avg:  <avg_pool(x), y> = {lhs:.12f}   <x, avg_unpool(y)> = {rhs:.12f}")
+assert np.isclose(lhs, rhs, rtol=1e-12)
+# gathering at max_pool2d's own indices returns the maxima themselves
+assert np.array_equal(gather_pool2d(x11, idx11, F), y11)
+
+# %% [markdown]
+# ## 6. The paper's point in miniature (Sec. II-E)
+# In the spiking network the forward route pools a continuous map `z = w * s` and records the
+# indices. But the backward route does not unpool those pooled values: it unpools the **next
+# layer's spikes**, which are a quantized, delayed version of them (Eq. 9-10). Toy version:
+# the spikes of the pooled layer are Bernoulli(y), drawn with the same uniform numbers for the
+# max route and the average route.
+
+# %%
+z = rng.random((1, 1, 8, 8)) ** 3            # activity map: mostly small values, a few large
+y, idx = max_pool2d(z, F)
+y_avg = avg_pool2d(z, F)
+draw = rng.random(y.shape)
+s_max, s_avg = (draw < y).astype(np.float64), (draw < y_avg).astype(np.float64)
+back_cont = max_unpool2d(y, idx, F)          # continuous network: exactly what went forward
+back_max = max_unpool2d(s_max, idx, F)       # spiking network: spikes placed at the forward indices
+back_avg = avg_unpool2d(s_avg, F)            # average pooling: spread over the window, alpha = F*F
+print("pooled y =\n", y[0, 0], "\nspikes s =\n", s_max[0, 0])
+print("windows that fired although their max was < 0.5:", int(np.sum((s_max == 1) & (y < 0.5))),
+      "   silent although max > 0.5:", int(np.sum((s_max == 0) & (y > 0.5))))
+
+# %% [markdown]
+# Each spike is a full 1 sent to exactly the pixel that won the forward comparison, whatever the
+# margin; a window that fired with a small maximum looks as strong as one with a large maximum,
+# and a silent window sends nothing to its winner. Worse, the winner itself is fragile: the
+# layer below is spiking too, so z jitters from step to step while the spikes of the layer
+# above integrate over many steps. A jitter of standard deviation 0.05 already moves many
+# recorded indices, so a spike arrives at the position chosen by the current maxima, not by the
+# ones that charged it.
+
+# %%
+z_next = z + 0.05 * rng.standard_normal(z.shape)
+_, idx_next = max_pool2d(z_next, F)
+print(f"windows whose winning offset moved after a jitter of 0.05: {np.mean(idx_next != idx):.0%}")
+
+# %% [markdown]
+# Average pooling needs no indices: the backward route copies every value onto its whole window
+# (Eq. 16), so there is nothing to mismatch. Look for: the max-unpooled spikes are isolated dots
+# at a quarter of the positions at most; the nearest-neighbour map is made of full 2x2 blocks.
+
+# %%
+panels = [(z, "z (forward, before pooling)"), (back_cont, "max_unpool2d(y, idx)\ncontinuous"),
+          (back_max, "max_unpool2d(spikes, idx)\nspiking, max route"),
+          (upsample_nearest2d(s_avg, F), "upsample_nearest2d(spikes)\nspiking, avg route")]
+fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
+for ax, (m, title) in zip(axes, panels):
+    ax.imshow(m[0, 0], cmap="magma", vmin=0, vmax=1)
+    ax.set_title(title, fontsize=10)
+    ax.set_xticks(np.arange(-0.5, 8, F), minor=True)
+    ax.set_yticks(np.arange(-0.5, 8, F), minor=True)
+    ax.grid(which="minor", color="w", lw=1)
+    ax.tick_params(which="both", length=0, labelbottom=False, labelleft=False)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## 7. Magnitudes and the scale alpha (Eq. 16)
+# Sum each backward map and divide by the sum of the spikes it came from. Max-unpooling keeps
+# the total (each spike lands once). Nearest-neighbour unpooling copies each spike to F*F = 4
+# pixels, so `alpha` decides the magnitude: `alpha = F*F` keeps the total (and is the exact
+# adjoint of average pooling, the paper's choice), `alpha = 1` multiplies it by F*F. alpha is the
+# knob that balances the backward route against the forward route; the paper's Fig. 2 shows
+# that with max-unpooling the two routes drift apart by up to 10x in a spiking network.
+
+# %%
+rows = [("max_unpool2d", s_max, max_unpool2d(s_max, idx, F)),
+        ("avg_unpool2d, alpha = F*F", s_avg, avg_unpool2d(s_avg, F)),
+        ("avg_unpool2d, alpha = 1", s_avg, avg_unpool2d(s_avg, F, alpha=1))]
+for name, pooled, back in rows:
+    print(f"{name:27s} sum(back)/sum(spikes) = {back.sum() / pooled.sum():.2f}   "
+          f"nonzero pixels {np.count_nonzero(back) / back.size:.0%}   peak {back.max():.2f}")
+assert np.isclose(rows[0][2].sum(), s_max.sum()) and np.isclose(rows[1][2].sum(), s_avg.sum())
+assert np.isclose(rows[2][2].sum(), F * F * s_avg.sum())
+
+# %% [markdown]
+# ## What we learned
+# - `max_pool2d` returns the maxima and their row-major window offsets `p*F + q`; the output
+#   size is floored, and unpooling leaves the dropped border at zero.
+# - `max_unpool2d` and `gather_pool2d` are adjoints; so are `avg_pool2d` and `avg_unpool2d` with
+#   `alpha = F*F`.
+# - With binary spikes ties are the rule, and the first maximum in row-major order wins.
+# - In a spiking network the backward route unpools the next layer's spikes with indices that
+#   were recorded from other values, so max-unpooling places signals the forward route no longer
+#   justifies. Average pooling with nearest-neighbour unpooling needs no indices, and `alpha`
+#   sets the backward magnitude (Eq. 16).
