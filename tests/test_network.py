@@ -1,0 +1,163 @@
+"""The convergent RNN: Phi and its total inputs, settling, dtypes, states, bad input."""
+import numpy as np
+import pytest
+
+import minimal_ep as mep
+from minimal_ep.conv import conv2d
+from nets import random_batch, small_net
+
+
+def primitive_phi(net, s):
+    """Phi(x, s) of SPEC section 2, written out from its definition (not from the network's code)."""
+    total = 0.0
+    for n in range(1, net.n_layers + 1):
+        prev = s[n - 1]
+        if net.is_conv(n):
+            z = conv2d(prev, net.w(n), padding=net.padding)
+            pooled = mep.max_pool2d(z, net.F)[0] if net.pool == "max" else mep.avg_pool2d(z, net.F)
+            total += np.sum(s[n] * (pooled + net.b(n).reshape(1, -1, 1, 1)))
+        else:
+            total += np.sum(s[n] * (prev.reshape(len(prev), -1) @ net.w(n).T + net.b(n)))
+    return float(total)
+
+
+@pytest.mark.parametrize("pool", ["avg", "max"])
+def test_total_input_is_the_gradient_of_phi(pool):
+    """phi_n + b_n = dPhi/ds_n (Eq. 9), checked by central differences of Phi written out by hand."""
+    net = small_net(pool)
+    x, _ = random_batch(2)
+    rng = np.random.default_rng(1)
+    s = [x] + [rng.random((2,) + sh) for sh in net.shapes[1:net.n_layers + 1]]
+    phi, _ = net.total_inputs(s)
+    for n in range(1, net.n_layers + 1):
+        flat = s[n].reshape(-1)
+        for i in rng.choice(flat.size, 6, replace=False):
+            old = flat[i]
+            flat[i] = old + 1e-6
+            up = primitive_phi(net, s)
+            flat[i] = old - 1e-6
+            down = primitive_phi(net, s)
+            flat[i] = old
+            analytic = (phi[n] + net.bias(n)).reshape(-1)[i]
+            assert abs((up - down) / 2e-6 - analytic) < 1e-6 * max(1.0, abs(analytic))
+
+
+@pytest.mark.parametrize("pool", ["avg", "max"])
+def test_dynamics_settle_for_ten_seeds(pool):
+    """Default eps and init: the residual falls below 1e-6 (float64) for each of 10 seeds (SPEC 2)."""
+    x, _ = random_batch(4)
+    residuals = []
+    for seed in range(10):
+        net = small_net(pool, seed=seed, conv_channels=(6, 12), hidden=(32,), n_classes=10)
+        residuals.append(net.free_phase(x, 300).residual)
+    print(f"pool={pool}: final residuals", ", ".join(f"{r:.1e}" for r in residuals))
+    assert max(residuals) < 1e-6
+
+
+def test_every_phase_reports_its_residual_and_warns_when_not_settled():
+    x, y = random_batch(4)
+    net = small_net(settle_tol=1e-3)
+    free = net.free_phase(x, 200, record=True)
+    assert free.steps == 200 and len(free.history) == 200 and free.residual == free.history[-1]
+    assert free.history[-1] < free.history[10]               # it settles
+    plus = net.nudged_phase(free, y, 0.1, 50)
+    assert np.isfinite(plus.residual) and plus.steps == 50
+    with pytest.warns(mep.NotSettledWarning, match="not settled after 2 steps"):
+        net.free_phase(x, 2)
+
+
+def test_nudged_phase_starts_from_and_leaves_the_free_state():
+    x, y = random_batch(4)
+    net = small_net()
+    free = net.free_phase(x, 100)
+    before = [a.copy() for a in free.xi]
+    zero = net.nudged_phase(free, y, 0.0, 30)                # beta = 0: just more free steps
+    more = net.free_phase(x, 130)
+    for a, b, c in zip(before, free.xi, zero.xi):
+        assert np.array_equal(a, b)                          # the free state is untouched
+    for b, c in zip(zero.xi, more.xi):
+        assert np.allclose(b, c, atol=1e-12)
+    plus = net.nudged_phase(free, y, 0.5, 30)
+    # nudging lowers the loss: the output moves toward the target
+    assert net.loss(plus, y) < net.loss(free, y)
+
+
+@pytest.mark.parametrize("spiking", [False, True])
+def test_float32_stays_float32(spiking):
+    """No silent promotion: states, gradients and updated weights of a float32 net stay float32."""
+    x, y = random_batch(4)
+    net = small_net(dtype="float32", spiking=spiking, loss="ce")
+    assert all(p.dtype == np.float32 for p in net.params.values())
+    g, states = mep.ep_gradients(net, x, y, 0.2, 10, 5, return_states=True)
+    for st in states.values():
+        assert all(a.dtype == np.float32 for a in st.xi)
+    assert all(v.dtype == np.float32 for v in g.values())
+    assert all(v.dtype == np.float32 for v in mep.bptt_gradients(net, x, y, 5).values())
+    mep.optim.SGD(net.params, 0.1).step(g)
+    assert all(p.dtype == np.float32 for p in net.params.values())
+    if spiking:
+        assert all(a.dtype == np.float32 for a in states["free"].spikes + states["free"].V)
+
+
+def test_float64_on_request_and_agreement_with_float32():
+    x, _ = random_batch(4)
+    s64 = small_net(dtype="float64").free_phase(x, 50)
+    s32 = small_net(dtype="float32").free_phase(x, 50)
+    for a, b in zip(s64.xi[1:], s32.xi[1:]):
+        assert a.dtype == np.float64 and b.dtype == np.float32
+        assert np.abs(a - b).max() < 1e-4
+
+
+def test_backend_invariance(xp):
+    """The same seed gives the same weights, and the same states, on every backend."""
+    x, _ = random_batch(4)
+    net = small_net()                                       # on the fixture's backend
+    state = net.free_phase(xp.asarray(x), 20)
+    mep.set_backend("numpy")
+    cpu = small_net()
+    for k, v in cpu.params.items():
+        assert np.array_equal(mep.to_numpy(net.params[k]), v)
+    for a, b in zip(state.xi, cpu.free_phase(x, 20).xi):
+        assert np.allclose(mep.to_numpy(a), b, atol=1e-10)
+
+
+def test_layer_shapes_and_parameters():
+    net = mep.build_network(input_shape=(1, 28, 28), conv_channels=(8, 16), kernel_size=3, padding=0,
+                            hidden=(32,), n_classes=10, loss="ce")
+    assert net.shapes == [(1, 28, 28), (8, 13, 13), (16, 5, 5), (32,), (10,)]
+    assert net.n_layers == 3                                 # the softmax readout is not recurrent
+    assert net.params["w1"].shape == (8, 1, 3, 3) and net.params["w2"].shape == (16, 8, 3, 3)
+    assert net.params["w3"].shape == (32, 400) and net.params["w4"].shape == (10, 32)
+    bound = 1 / np.sqrt(400)                                 # Kaiming-uniform, a = sqrt(5)
+    assert np.abs(net.params["w3"]).max() <= bound and np.abs(net.params["w3"]).max() > 0.9 * bound
+
+
+def test_bad_input_raises_value_errors():
+    with pytest.raises(ValueError, match="unknown pool 'sum'; allowed: max, avg"):
+        small_net(pool="sum")
+    with pytest.raises(ValueError, match="unknown loss 'l1'; allowed: mse, ce"):
+        small_net(loss="l1")
+    with pytest.raises(ValueError, match=r"eps must be in \(0, 1\]"):
+        small_net(eps=1.5)
+    with pytest.raises(ValueError, match="kernel 5 does not fit"):
+        mep.build_network(input_shape=(1, 4, 4), conv_channels=(2,), kernel_size=5, hidden=(), n_classes=2)
+    net = small_net()
+    x, y = random_batch(4)
+    with pytest.raises(ValueError, match=r"x has shape \(4, 1, 10, 10\), expected .*\(N, 1, 12, 12\)"):
+        net.free_phase(np.zeros((4, 1, 10, 10)), 5)
+    bad = x.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        net.free_phase(bad, 5)
+    with pytest.raises(ValueError, match="T must be an integer >= 1, got 0"):
+        net.free_phase(x, 0)
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 4\), got range \[0, 7\]"):
+        mep.ep_gradients(net, x, np.array([0, 1, 2, 7]), 0.1, 5, 5)
+    with pytest.raises(ValueError, match=r"y must be \(4,\) integer labels"):
+        mep.bptt_gradients(net, x, np.zeros(3, dtype=int), 5)
+    with pytest.raises(ValueError, match="beta must be a finite non-zero number, got 0.0"):
+        mep.ep_gradients(net, x, y, 0.0, 5, 5)
+    with pytest.raises(ValueError, match="T_nudge must be an integer >= 1"):
+        mep.ep_gradients(net, x, y, 0.1, 5, 0)
+    with pytest.raises(ValueError, match="unknown estimator 'two-sided'"):
+        mep.ep_gradients(net, x, y, 0.1, 5, 5, estimator="two-sided")
