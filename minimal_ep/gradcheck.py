@@ -140,8 +140,11 @@ def compare_gradients(net, x, y, beta=1e-3, T=300, T_nudge=None, fd_entries=12, 
 
 def format_table(header, rows):
     """A plain-text table, columns padded to their widest cell."""
-    cells = [list(map(str, header))] + [[f"{v:.2e}" if isinstance(v, float) else str(v) for v in r]
-                                        for r in rows]
+    def fmt(v):
+        if not isinstance(v, float):
+            return str(v)
+        return f"{v:.5f}" if 0.01 <= abs(v) < 100 else f"{v:.2e}"
+    cells = [list(map(str, header))] + [[fmt(v) for v in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
