@@ -53,9 +53,9 @@ def bptt_gradients(net, x, y, T, state=None, per_step=0, return_state=False):
     x = net.check_input(x)
     y = net.check_labels(y, len(x))
     state = net.init_state(x) if state is None else state.copy()
-    tape = []
+    tape, route = [], net.input_route(state)
     for _ in range(T):                                     # forward, recording
-        state.xi = net.step(state, tape=tape)
+        state.xi = net.step(state, tape=tape, input_route=route)
     state.steps = T
     _, g_top, g_readout = net.loss_gradient(state.xi[net.n_layers], y)
     grads = _zeros_like_params(net)

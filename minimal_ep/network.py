@@ -190,15 +190,20 @@ class ConvergentRNN:
         (spikes in a spiking network). The routes and total inputs are computed from these."""
         return state.xi
 
-    def total_inputs(self, s):
+    def total_inputs(self, s, input_route=None):
         """phi_n = dPhi/ds_n without the bias, for n = 1..L, from the states ``s = [x, s_1, ..., s_L]``.
 
-        Returns the list ``phi`` (phi[0] is None) and the max-pooling indices of this step.
+        ``input_route``, if given, is layer 1's forward route ``forward_route(1, s[0])`` computed
+        once for a static input (see :meth:`input_route`). Returns the list ``phi`` (phi[0] is None)
+        and the max-pooling indices of this step.
         """
         L = self.n_layers
         phi, idx = [None] * (L + 1), [None] * (L + 1)
         for n in range(1, L + 1):
-            phi[n], idx[n] = self.forward_route(n, s[n - 1])
+            if n == 1 and input_route is not None:
+                phi[1], idx[1] = input_route[0].copy(), input_route[1]
+            else:
+                phi[n], idx[n] = self.forward_route(n, s[n - 1])
         for n in range(1, L):
             phi[n] += self.backward_route(n, s[n + 1], idx[n + 1])          # Eq. 9
         return phi, idx
@@ -361,14 +366,20 @@ class ConvergentRNN:
         return State([x] + [self.xp.zeros((N,) + sh, dtype=self.dtype)
                             for sh in self.shapes[1:self.n_layers + 1]])
 
-    def step(self, state, target=None, beta=0.0, tape=None):
+    def input_route(self, state):
+        """Layer 1's forward route from the static image, ``P(w_1 * x)``: the same at every step of a
+        phase, so a phase computes it once (None in a spiking network, whose input spikes change)."""
+        return self.forward_route(1, state.xi[0])
+
+    def step(self, state, target=None, beta=0.0, tape=None, input_route=None):
         """One synchronous update of every layer (Eq. 3 with Eq. 9); returns the new state list.
 
         With a ``tape`` (a list), appends what BPTT needs to go back through this step: the states
         it started from, the pooling indices, and the masks where the clip was not saturated.
+        ``input_route`` is :meth:`input_route`, passed by a phase that computed it once.
         """
         s, L, eps = state.xi, self.n_layers, self.eps
-        phi, idx = self.total_inputs(self.messages(state))
+        phi, idx = self.total_inputs(self.messages(state), input_route)
         new, masks = [s[0]], [None]
         for n in range(1, L + 1):
             u = phi[n]
@@ -386,8 +397,9 @@ class ConvergentRNN:
 
     def _run(self, state, T, target=None, beta=0.0, record=False):
         T = self.check_steps(T)
+        route = self.input_route(state)
         for t in range(T):
-            new = self.step(state, target, beta)
+            new = self.step(state, target, beta, input_route=route)
             if t == T - 1 or record:
                 r = self.residual(state.xi, new)
                 if record:

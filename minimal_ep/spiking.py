@@ -197,7 +197,10 @@ class SpikingConvergentRNN(ConvergentRNN):
         w = self.surrogate_width
         return self.xp.maximum(1.0 - abs(v - self.v_th) * (1.0 / w), 0.0) * (1.0 / w)
 
-    def step(self, state, target=None, beta=0.0, tape=None):
+    def input_route(self, state):
+        return None                    # the input arrives as spikes, different at every step
+
+    def step(self, state, target=None, beta=0.0, tape=None, input_route=None):
         """One synchronous step of Eq. 10 for every layer, in place on ``state``; returns the new xi list.
 
         With a ``tape``, appends what spiking BPTT needs: the spikes the step read, its pooling
