@@ -197,7 +197,7 @@ def avg_unpool2d(y, F, alpha=None, output_size=None):
     -------
     x : (N, C, H, W) ndarray
     """
-    alpha = float(F * F if alpha is None else alpha)
+    alpha = F * F if alpha is None else alpha        # a host number (never a device scalar)
     if not alpha > 0:
         raise ValueError(f"alpha must be > 0, got {alpha}")
     x = upsample_nearest2d(y, F, output_size)
