@@ -26,9 +26,9 @@ def cosine(a, b):
 
 
 def relative_error(a, b):
-    """``||a - b|| / ||b||``: the error of estimate a relative to reference b."""
+    """``||a - b|| / max(||a||, ||b||)``: 0 when equal, at most 2, and finite when one of them is 0."""
     a, b = to_numpy(a).astype(np.float64), to_numpy(b).astype(np.float64)
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b), 1e-300))
 
 
 def finite_differences(net, loss_fn, h=1e-6, max_entries=None, seed=0):

@@ -7,6 +7,10 @@ import os
 import pathlib
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# One BLAS thread (before NumPy is imported): the suite's matrices are small, and a multi-threaded
+# OpenBLAS spin-waits on a busy 2-core machine, which made runs several times slower.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 import numpy as np
 import pytest
