@@ -36,7 +36,7 @@ def bptt_gradients(net, x, y, T, state=None, per_step=0, return_state=False):
     state : State, optional
         Start from this state instead of rest (the GDD check starts at a fixed point).
     per_step : int
-        If K > 0, also return the per-step gradients of the last K steps (SPEC section 3).
+        If K > 0, also return the per-step gradients of the last K steps (docs/equations.md §3).
     return_state : bool
         Also return the state after the T steps (the training loop predicts from it).
 

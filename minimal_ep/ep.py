@@ -11,7 +11,7 @@ The sign makes these estimates of the gradient of the loss, so training *descend
 like the BPTT gradients of :mod:`minimal_ep.bptt`. For spiking networks the nudged phases restart
 from every internal variable of the free state (xi, d, V, spikes), and dPhi/dtheta is taken at the
 continuous states xi (Eq. 11). The readout of the cross-entropy loss lies outside Phi: its gradient
-is dL/dw_out averaged over the nudged states (SPEC section 2).
+is dL/dw_out averaged over the nudged states (docs/equations.md §2).
 """
 import math
 
@@ -84,7 +84,7 @@ def ep_gradients(net, x, y, beta, T_free, T_nudge, estimator="symmetric", free_s
 
 
 def ep_per_step_updates(net, free_state, y, beta, K):
-    """The per-step EP updates of a nudged phase started at a fixed point (GDD, SPEC section 3).
+    """The per-step EP updates of a nudged phase started at a fixed point (GDD, docs/equations.md §3).
 
     Returns, for t = 0..K-1, the state updates ``-(s_{t+1} - s_t) / (beta * eps * N)`` and the
     weight updates ``-(dPhi/dtheta(s_{t+1}) - dPhi/dtheta(s_t)) / beta``: signed and scaled as

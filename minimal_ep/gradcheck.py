@@ -1,6 +1,6 @@
 """Gradient checks: EP (one-sided, symmetric) against BPTT and finite differences, and the GDD property.
 
-Ground truths (SPEC section 3):
+Ground truths (docs/equations.md §3):
 
 * central finite differences of the equilibrium loss L(s*(theta)), the free phase run to convergence;
 * BPTT through the unrolled free phase, equal to finite differences of the T-step loss to round-off;
@@ -73,7 +73,7 @@ def _rms_over_time(seq):
 
 
 def gdd_metrics(ep_seq, bptt_seq, rel_tol=1e-2):
-    """Relative RMSE and sign-error fraction of two per-step sequences of arrays (SPEC section 3).
+    """Relative RMSE and sign-error fraction of two per-step sequences of arrays (docs/equations.md §3).
 
     The sign count covers the entries where BPTT is above ``rel_tol`` times its largest magnitude:
     entries that should be zero (saturated units, layers the signal has not reached yet) carry only

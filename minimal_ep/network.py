@@ -1,6 +1,6 @@
 """The convergent RNN: layers, the primitive function Phi, its total inputs, and the CRNN dynamics.
 
-Layers (paper Sec. II-D, SPEC sections 1-2). Layer 0 is the static input x, layers 1..N_c are
+Layers (paper Sec. II-D, docs/equations.md §1-2). Layer 0 is the static input x, layers 1..N_c are
 convolutional (conv -> pool), layers N_c+1..L are dense; L is the top *recurrent* layer. With the
 MSE loss the top layer is the n_classes output. With the cross-entropy loss the output is a
 softmax readout ``o = softmax(w_{L+1} s_L + b_{L+1})`` outside the recurrent system (Laborieux et
@@ -22,7 +22,7 @@ CRNN dynamics (Eq. 3 with Eq. 9), all layers updated synchronously from the stat
 
     xi_n^t = clip((1 - eps) xi_n^{t-1} + eps * phi_n(t-1), 0, 1),     s_n = rho(xi_n) = xi_n
 
-(rho' = 1 on [0, 1], where xi lives, so the factor rho'(xi) of Eq. 3 drops out; SPEC section 2.)
+(rho' = 1 on [0, 1], where xi lives, so the factor rho'(xi) of Eq. 3 drops out; docs/equations.md §2.)
 """
 import warnings
 from dataclasses import dataclass, field
@@ -301,7 +301,7 @@ class ConvergentRNN:
         return loss, g_top, {f"w{K}": err.T @ s_flat, f"b{K}": err.sum(axis=0)}
 
     def nudge(self, s_top, target, beta):
-        """-beta dL/ds_L added to the top layer's input in a nudged phase (SPEC section 2)."""
+        """-beta dL/ds_L added to the top layer's input in a nudged phase (docs/equations.md §2)."""
         if not self.readout:
             return beta * (target - s_top)                            # MSE: beta (y - s_out)
         o = self._softmax(self.logits(s_top))

@@ -1,4 +1,4 @@
-"""EP and BPTT against finite differences, the GDD property, and learning (SPEC section 3)."""
+"""EP and BPTT against finite differences, the GDD property, and learning (docs/equations.md §3)."""
 import numpy as np
 import pytest
 

@@ -8,7 +8,7 @@ from nets import random_batch, small_net
 
 
 def primitive_phi(net, s):
-    """Phi(x, s) of SPEC section 2, written out from its definition (not from the network's code)."""
+    """Phi(x, s) of docs/equations.md §2, written out from its definition (not from the network's code)."""
     total = 0.0
     for n in range(1, net.n_layers + 1):
         prev = s[n - 1]
@@ -44,7 +44,7 @@ def test_total_input_is_the_gradient_of_phi(pool):
 
 @pytest.mark.parametrize("pool", ["avg", "max"])
 def test_dynamics_settle_for_ten_seeds(pool):
-    """Default eps and init: the residual falls below 1e-6 (float64) for each of 10 seeds (SPEC 2)."""
+    """Default eps and init: the residual falls below 1e-6 (float64) for each of 10 seeds (docs/equations.md §2)."""
     x, _ = random_batch(4)
     residuals = []
     for seed in range(10):

@@ -1,0 +1,312 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 The convergent RNN: Phi, the dynamics, and the free phase
+#
+# Tutorials 01 and 02 built the two operations a convolutional layer needs in both directions.
+# Here they become a network that does not compute its output in one pass but **settles**: every
+# layer listens to the layer below (forward route) and to the layer above (backward route), and
+# all layers update together until nothing changes. The settled state is what EP learns from.
+#
+# | symbol | meaning |
+# |---|---|
+# | `s_n = xi_n` | state of layer n, in [0, 1] (layer 0 is the image x) |
+# | `Phi(x, s)` | the primitive function, a scalar (docs/equations.md §2) |
+# | `phi_n = dPhi/ds_n` | layer n's total input: forward route + backward route + bias (Eq. 9) |
+# | `eps` | step size of the dynamics, in (0, 1] |
+
+# %%
+import os
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+import minimal_ep as mep
+from minimal_ep import datasets
+
+FAST = os.environ.get("MINIMAL_EP_FAST", "0") == "1"
+N = 4 if FAST else 8            # images in the batch
+T = 100 if FAST else 150        # steps of a free phase
+np.set_printoptions(precision=3, suppress=True, linewidth=110)
+
+data = datasets.load_dataset("mnist")          # the subset shipped with the package, no download
+x = datasets.to_float_images(data["train_images"][:N], "float64")
+print("x (N, C, H, W) =", x.shape, " values in", (x.min(), x.max()))
+
+# %% [markdown]
+# ## 1. A small CRNN and its layers
+# Two conv layers (8 and 16 channels, 3x3, each followed by 2x2 average pooling), a dense hidden
+# layer of 32 and an output of 10, in float64 so that the checks below hold to round-off.
+# `net.shapes[n]` is layer n's shape without the batch axis. Look for: 28 -> conv 26 -> pool 13,
+# then 13 -> conv 11 -> pool 5 (the floor drops the last row, tutorial 02).
+
+# %%
+net = mep.build_network(input_shape=(1, 28, 28), conv_channels=(8, 16), hidden=(32,),
+                        n_classes=10, pool="avg", loss="mse", dtype="float64", seed=0, eps=0.8)
+L = net.n_layers
+for n in range(L + 1):
+    kind = "input" if n == 0 else ("conv+pool" if net.is_conv(n) else "dense")
+    w = f"w{n} {tuple(net.params[f'w{n}'].shape)}  b{n} {tuple(net.params[f'b{n}'].shape)}" if n else ""
+    print(f"layer {n} ({kind:9s}) shape {str(net.shapes[n]):13s} {w}")
+assert net.shapes[1:] == [(8, 13, 13), (16, 5, 5), (32,), (10,)]
+
+# %% [markdown]
+# ## 2. The primitive function Phi, written out
+# For states `s = [x, s_1, ..., s_L]` in [0, 1],
+#
+#     Phi(x, s) = sum_n < s_n , forward_route_n(s_{n-1}) + b_n >
+#
+# with `forward_route_n(s_{n-1}) = P(w_n * s_{n-1})` for a conv layer and `w_n s_{n-1}` for a
+# dense one. Every weight appears exactly once: `w_n` couples layer n-1 and layer n. There is no
+# backward term in Phi; it appears when we differentiate. We sum over the batch (each image has
+# its own Phi, the images do not interact) and try it on a random state.
+
+# %%
+def Phi(net, s):
+    total = 0.0
+    for n in range(1, net.n_layers + 1):
+        fwd, _ = net.forward_route(n, s[n - 1])          # P(w_n * s_{n-1}) or w_n s_{n-1}
+        total += float(np.sum(s[n] * (fwd + net.bias(n))))
+    return total
+
+
+rng = np.random.default_rng(0)
+s_rand = [x] + [rng.random((N,) + sh) for sh in net.shapes[1:]]
+print(f"Phi at a random state: {Phi(net, s_rand):.4f}  (per image {Phi(net, s_rand) / N:.4f})")
+
+# %% [markdown]
+# ## 3. The total input phi_n = dPhi/ds_n
+# `s_n` appears in two terms of Phi: `< s_n, P(w_n * s_{n-1}) >` and
+# `< s_{n+1}, P(w_{n+1} * s_n) >`. The derivative of the second is the adjoint of tutorials 01-02,
+# `w_{n+1} ~* P^-1(s_{n+1})`: the **backward route**. `net.total_inputs(s)` returns the sum of the
+# two routes (without the bias) for every layer; we check it against central finite differences
+# of our own `Phi`, on a few random entries of every layer. Phi is linear in each `s_n` when the
+# others are fixed (with average pooling), so the difference quotient is exact up to round-off.
+
+# %%
+phi, idx = net.total_inputs(s_rand)
+h = 1e-4
+for n in range(1, L + 1):
+    grad = phi[n] + net.bias(n)                          # dPhi/ds_n
+    worst = 0.0
+    for flat in rng.choice(s_rand[n].size, 5, replace=False):
+        i = np.unravel_index(flat, s_rand[n].shape)
+        up = [a.copy() for a in s_rand]
+        down = [a.copy() for a in s_rand]
+        up[n][i] += h
+        down[n][i] -= h
+        fd = (Phi(net, up) - Phi(net, down)) / (2 * h)
+        worst = max(worst, abs(fd - grad[i]) / max(abs(grad[i]), 1e-12))
+    print(f"layer {n}: phi_n {grad.shape}, worst relative error vs finite differences {worst:.1e}")
+    assert worst < 1e-7
+
+# %% [markdown]
+# The two routes are separate methods, so we can name them. For layer n < L:
+# `forward_route(n, s_{n-1})` is what the layer hears from below, `backward_route(n, s_{n+1},
+# idx_{n+1})` what it hears from above (idx are max-pooling indices, None with average pooling).
+# Their sum is `total_inputs`; the top layer has no backward route.
+
+# %%
+for n in range(1, L):
+    fwd, _ = net.forward_route(n, s_rand[n - 1])
+    bwd = net.backward_route(n, s_rand[n + 1], idx[n + 1])
+    print(f"layer {n}: forward {fwd.shape}  backward {bwd.shape}")
+    assert np.allclose(fwd + bwd, phi[n])
+
+# %% [markdown]
+# ## 4. The update rule
+# All layers move together, from the states of the previous step (docs/equations.md §2):
+#
+#     xi_n <- clip( (1 - eps) xi_n + eps * (phi_n + b_n), 0, 1 )
+#
+# With eps = 1 each layer jumps to `clip(phi_n + b_n)`; a smaller eps moves part of the way. Since
+# `phi_n + b_n - s_n` is the gradient of `Phi - ||s||^2 / 2`, the step is a projected gradient
+# ascent step of size eps on that function. One step by hand, checked against `net.step`:
+
+# %%
+state = mep.State([a.copy() for a in s_rand])
+by_hand = [x] + [np.clip((1 - net.eps) * s_rand[n] + net.eps * (phi[n] + net.bias(n)), 0, 1)
+                 for n in range(1, L + 1)]
+by_net = net.step(state)
+print("max |by hand - net.step| per layer:",
+      [float(np.abs(a - b).max()) for a, b in zip(by_hand[1:], by_net[1:])])
+assert all(np.allclose(a, b, rtol=0, atol=1e-12) for a, b in zip(by_hand[1:], by_net[1:]))
+
+# %% [markdown]
+# ## 5. The free phase: watching it settle
+# `net.free_phase(x, T, record=True)` starts from rest (every layer 0) and runs T steps with no
+# target. `history[t]` is the residual `||s^t - s^{t-1}||` per image. Look for: straight lines on
+# the log plot (geometric convergence), steeper for larger eps, down to round-off.
+
+# %%
+free = {}
+plt.figure(figsize=(6, 3.5))
+for eps in (1.0, 0.8, 0.5):
+    net.eps = eps                                        # same weights, another step size
+    free[eps] = net.free_phase(x, T, record=True)
+    plt.semilogy(free[eps].history, label=f"eps = {eps}")
+    print(f"eps = {eps}: residual after {T} steps {free[eps].residual:.1e}")
+plt.xlabel("step t")
+plt.ylabel("||s^t - s^(t-1)|| per image")
+plt.title("free phase, default weights")
+plt.legend()
+plt.tight_layout()
+plt.show()
+assert free[1.0].residual < 1e-8 and free[0.8].residual < 1e-6
+
+# %% [markdown]
+# eps changes the path, not the destination: a fixed point of the update is a state with
+# `s = clip(phi(s) + b)`, whatever eps. The three runs end at the same state, and it satisfies
+# that equation (the slowest run, eps = 0.5, up to its remaining residual).
+
+# %%
+s_star = free[1.0].xi
+phi_star, _ = net.total_inputs(s_star)
+fp_err = max(float(np.abs(s_star[n] - np.clip(phi_star[n] + net.bias(n), 0, 1)).max())
+             for n in range(1, L + 1))
+gaps = {eps: max(float(np.abs(a - b).max()) for a, b in zip(free[eps].xi[1:], s_star[1:]))
+        for eps in (0.8, 0.5)}
+print(f"|s* - clip(phi(s*) + b)| = {fp_err:.1e};  max |s*(eps) - s*(1)|:",
+      {k: f"{v:.1e}" for k, v in gaps.items()})
+assert fp_err < 1e-8 and gaps[0.8] < 1e-5
+
+# %% [markdown]
+# ## 6. The 2-cycle risk at eps = 1
+# The synchronous update with eps = 1 need not settle (docs/equations.md §2). Even layers are computed
+# from odd ones and vice versa, so the iteration can swing between two states: a unit at 0 is
+# driven to 1, which drives its neighbours' inputs down, which sends it back to 0. Whether it
+# happens depends on the weight scale; with the default Kaiming-uniform scale this net settled,
+# so we triple it (`init_scale=3`). Look for: eps = 1 stalls at a residual of order 1, while
+# the residuals of eps = 0.8 and 0.5 keep falling (more slowly and less regularly than before).
+
+# %%
+big = mep.build_network(input_shape=(1, 28, 28), conv_channels=(8, 16), hidden=(32,), pool="avg",
+                        loss="mse", dtype="float64", seed=0, eps=1.0, init_scale=3.0)
+cyc = {}
+plt.figure(figsize=(6, 3.5))
+for eps in (1.0, 0.8, 0.5):
+    big.eps = eps
+    cyc[eps] = big.free_phase(x, T, record=True)
+    plt.semilogy(cyc[eps].history, label=f"eps = {eps}")
+    print(f"eps = {eps}: residual after {T} steps {cyc[eps].residual:.1e}")
+plt.xlabel("step t")
+plt.ylabel("||s^t - s^(t-1)|| per image")
+plt.title("free phase, weights x 3")
+plt.legend()
+plt.tight_layout()
+plt.show()
+assert cyc[1.0].residual > 0.1 and cyc[0.8].residual < 1e-2
+
+# %% [markdown]
+# It is a 2-cycle, not chaos: two more steps bring the state back to itself, while one step moves
+# a few units all the way between 0 and 1. An EP estimate taken here would compare two states of
+# the swing, not two equilibria: this is why the phases report `state.residual`.
+
+# %%
+big.eps = 1.0
+st = cyc[1.0]
+one = big.step(st)
+two = big.step(mep.State(one))
+for n in range(1, L + 1):
+    jumps = int(np.sum(np.abs(one[n] - st.xi[n]) > 0.5))
+    back = float(np.abs(two[n] - st.xi[n]).max())
+    print(f"layer {n}: units jumping by > 0.5 in one step: {jumps:4d}   max |s^(t+2) - s^t| = {back:.1e}")
+assert max(float(np.abs(a - b).max()) for a, b in zip(two[1:], st.xi[1:])) < 1e-2
+
+# %% [markdown]
+# ## 7. Does Phi rise while the network settles?
+# We track Phi (per image) along free phases of both weight scales and count the steps where it
+# went *down*, together with `Phi - ||s||^2 / 2`, the function each step ascends (section 4).
+# Gradient ascent with a small enough step can only raise its objective; eps = 1 is a big step.
+# The plots show the change of Phi per step on a symmetric log scale (linear near 0): look for
+# curves dipping below the black line.
+
+# %%
+def track(network, eps, steps):
+    network.eps = eps
+    st = network.init_state(x)
+    phis, objs = [], []
+    for _ in range(steps):
+        st.xi = network.step(st)
+        p = Phi(network, st.xi) / N
+        phis.append(p)
+        objs.append(p - 0.5 * sum(float(np.sum(a ** 2)) for a in st.xi[1:]) / N)
+    return np.array(phis), np.array(objs)
+
+
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+drops = {}
+for ax, (name, network) in zip(axes, [("default weights", net), ("weights x 3", big)]):
+    for eps in (1.0, 0.8, 0.5, 0.2):
+        phis, objs = track(network, eps, T)
+        drops[name, eps] = (int(np.sum(np.diff(phis) < -1e-9)), int(np.sum(np.diff(objs) < -1e-9)))
+        ax.plot(np.arange(2, T + 1), np.diff(phis), label=f"eps = {eps}")
+        print(f"{name:15s} eps = {eps}: steps where Phi fell {drops[name, eps][0]:3d}, "
+              f"where Phi - |s|^2/2 fell {drops[name, eps][1]:3d}   (of {T - 1})")
+    ax.set_yscale("symlog", linthresh=1e-4)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xlabel("step t")
+    ax.set_ylabel("Phi^t - Phi^(t-1), per image")
+    ax.set_title(name)
+    ax.legend()
+plt.tight_layout()
+plt.show()
+assert drops["weights x 3", 0.2] == (0, 0) and drops["weights x 3", 1.0][1] > 0
+
+# %% [markdown]
+# What we see: with the default weights Phi rose at every step for every eps. With the
+# tripled weights Phi itself fell at some steps for eps = 1, 0.8 and 0.5 and rose monotonically
+# only at eps = 0.2; `Phi - ||s||^2/2` rose monotonically for every eps except 1, where the
+# 2-cycle makes it fall and rise forever. So Phi is not a Lyapunov function of these discrete
+# dynamics in general: monotone ascent needs a small eps (or small weights).
+#
+# ## 8. The two routes at the fixed point
+# At the settled state of the default net, what does a conv layer hear from below and from
+# above? Look for: the forward route of layer 1 is an edge map of the digit (it sees the image
+# through 3x3 filters); the backward route is smoother and weaker, a picture of what layer 2
+# "expects" layer 1 to be.
+
+# %%
+net.eps = 1.0
+s_star = free[1.0].xi
+for n in range(1, L):
+    fwd, _ = net.forward_route(n, s_star[n - 1])
+    bwd = net.backward_route(n, s_star[n + 1], None)
+    print(f"layer {n}: mean |forward route| {np.abs(fwd).mean():.3f}   "
+          f"mean |backward route| {np.abs(bwd).mean():.3f}")
+
+fwd1, _ = net.forward_route(1, s_star[0])
+bwd1 = net.backward_route(1, s_star[2], None)
+panels = [(x[0, 0], "image x"), (fwd1[0, 0], "forward route, layer 1 ch 0"),
+          (bwd1[0, 0], "backward route, layer 1 ch 0"), (s_star[1][0, 0], "state s_1 ch 0")]
+fig, axes = plt.subplots(1, 4, figsize=(13, 3.3))
+for ax, (m, title) in zip(axes, panels):
+    im = ax.imshow(m, cmap="viridis")
+    ax.set_title(title, fontsize=10)
+    ax.axis("off")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## What we learned
+# - Phi is a sum over layers of `< s_n, forward_route_n(s_{n-1}) + b_n >`; its gradient with
+#   respect to `s_n` is the total input `phi_n` = forward route + backward route + bias (Eq. 9),
+#   checked here against finite differences.
+# - The dynamics `xi <- clip((1 - eps) xi + eps phi)` are projected gradient ascent on
+#   `Phi - ||s||^2/2`; `net.free_phase` runs them from rest, and `history` shows geometric
+#   settling, faster for larger eps, to the same fixed point `s = clip(phi(s) + b)`.
+# - With eps = 1 and large weights the synchronous update can fall into a 2-cycle; eps = 0.8
+#   avoided it here. Always look at `state.residual`.
+# - Phi rose monotonically during settling only for small enough eps (or small weights).

@@ -1,0 +1,225 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 Spiking convolutional EP, end to end, and the pooling mismatch
+#
+# Everything so far, together: a spiking convolutional network (tutorial 05) trained with EP
+# (tutorial 04) on MNIST digits, in an explicit loop you can step through. Then the paper's point
+# (Sec. II-E, tutorial 02): with **max** pooling the spiking network's backward route unpools
+# spikes with indices recorded from other values, and we measure what that does to its fixed
+# point and to its EP gradients, against **average** pooling.
+#
+# The settings are scaled down from the paper's (Table I: conv 128-256, T_free 250-350,
+# 250 epochs) to run in minutes on a CPU. Table I's eps = 0.9, lam = 0.6 were tuned for phases of
+# 250-350 steps; for phases of 40 steps we use a slower, smoother setting: eps = 0.3, lam = 0.3
+# (tutorial 05: smaller lam, less spike jitter), beta = 0.2, T_free = 40, T_nudge = 15.
+
+# %%
+import os
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+import minimal_ep as mep
+from minimal_ep import datasets
+from minimal_ep.gradcheck import cosine
+from minimal_ep.optim import SGD
+
+FAST = os.environ.get("MINIMAL_EP_FAST", "0") == "1"
+BATCH = 20
+N_BATCHES = 3 if FAST else 250          # training batches (normal mode: one pass over 5000 images)
+N_TEST = 40 if FAST else 500
+BETA, T_FREE, T_NUDGE = 0.2, 40, 15
+LRS = [0.5, 0.3, 0.2, 0.16]             # one learning rate per layer, w1 first (Table I style)
+np.set_printoptions(precision=3, suppress=True, linewidth=110)
+
+# %% [markdown]
+# ## 1. The data
+# `load_dataset("mnist")` returns the class-balanced subset shipped inside the package (5000
+# training and 1000 test images, no download); `to_float_images` scales to [0, 1] and adds the
+# channel axis.
+
+# %%
+data = datasets.load_dataset("mnist")
+x_train = datasets.to_float_images(data["train_images"], "float32")
+y_train = data["train_labels"]
+x_test = datasets.to_float_images(data["test_images"][:N_TEST], "float32")
+y_test = data["test_labels"][:N_TEST]
+print("source", data["source"], "  train", x_train.shape, x_train.dtype, "  test", x_test.shape)
+print("labels of the first 20 training images:", y_train[:20])
+
+# %% [markdown]
+# ## 2. A small spiking convolutional network
+# conv 8 (3x3) -> avg pool -> conv 16 -> avg pool -> dense 64 -> 10 outputs, MSE loss, float32.
+
+# %%
+net = mep.build_network(input_shape=(1, 28, 28), conv_channels=(8, 16), hidden=(64,), pool="avg",
+                        spiking=True, eps=0.3, lam=0.3, loss="mse", dtype="float32", seed=0)
+print("layer shapes", net.shapes[1:])
+print("parameters", {k: tuple(v.shape) for k, v in net.params.items()},
+      " total", sum(v.size for v in net.params.values()))
+
+# %% [markdown]
+# ## 3. Training with EP, one batch at a time
+# Per batch: a free phase from rest (its output is the prediction), two nudged phases from the
+# free state with +beta and -beta (inside `ep_gradients`, symmetric estimator, Eq. 5), and an SGD
+# step with one learning rate per layer. The training error is counted on the free phase, before
+# the update. Look for: the error falling from chance (90%). In our normal-mode run (one pass
+# over the 5000 images) it stayed near chance for ~30 batches, then fell to ~16% over the last 25
+# batches, and the test error was ~17%; about 30 s with a single-threaded BLAS. The exact numbers
+# move a little with the BLAS thread count (float32 sums in another order, and a spike threshold
+# turns a tiny difference into a different spike). Longer training, learning-rate decay and a
+# wider net go further.
+
+# %%
+opt = SGD(net.params, LRS)
+order = np.random.default_rng(0).permutation(len(y_train))
+errors, start = [], time.perf_counter()
+for b in range(N_BATCHES):
+    idx = order[b * BATCH:(b + 1) * BATCH]
+    xb, yb = x_train[idx], y_train[idx]
+    free = net.free_phase(xb, T_FREE)
+    errors.append(float(np.mean(net.predict(free) != yb)))
+    grads = mep.ep_gradients(net, xb, yb, BETA, T_FREE, T_NUDGE, "symmetric", free_state=free)
+    opt.step(grads)
+    if (b + 1) % 25 == 0 or b + 1 == N_BATCHES:
+        print(f"batch {b + 1:3d}: training error over the last 25 batches "
+              f"{np.mean(errors[-25:]):.2f}   ({time.perf_counter() - start:.0f} s)")
+stats = net.spike_stats(free)
+print("firing rates of the last free phase:", [round(s["rate"], 3) for s in stats])
+assert all(np.isfinite(v).all() for v in net.params.values())
+
+# %%
+window = min(10, N_BATCHES)
+smooth = np.convolve(errors, np.ones(window) / window, mode="valid")
+plt.figure(figsize=(6, 3.5))
+plt.plot(np.arange(1, N_BATCHES + 1), errors, ".", alpha=0.3, label="per batch")
+plt.plot(np.arange(window, N_BATCHES + 1), smooth, label=f"mean of {window} batches")
+plt.axhline(0.9, color="k", ls=":", lw=1, label="chance")
+plt.xlabel("batch")
+plt.ylabel("training error")
+plt.legend()
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## 4. Test predictions
+# A free phase on held-out digits; the prediction is the most active output neuron.
+
+# %%
+test_state = net.free_phase(x_test, T_FREE)
+pred = net.predict(test_state)
+test_error = float(np.mean(pred != y_test))
+print(f"test error on {N_TEST} images after {N_BATCHES * BATCH} training images: {test_error:.1%}")
+fig, axes = plt.subplots(1, 8, figsize=(12, 2))
+for ax, i in zip(axes, range(8)):
+    ax.imshow(x_test[i, 0], cmap="gray")
+    ax.set_title(f"pred {pred[i]} / true {y_test[i]}", fontsize=9,
+                 color="g" if pred[i] == y_test[i] else "r")
+    ax.axis("off")
+plt.show()
+if not FAST:
+    assert test_error < 0.6
+
+# %% [markdown]
+# ## 5. The pooling mismatch: where does the SNN settle?
+# A spiking network should settle near the fixed point of the CRNN with the same weights
+# (tutorial 05). We build both, with fresh weights from one seed, for average and for max pooling,
+# run the CRNN to convergence (with eps = 0.8: same fixed point, fewer steps, tutorial 03) and
+# the SNN for a free phase, and measure `mean |xi_snn - xi_crnn|` per layer, also relative to the
+# CRNN's mean activity.
+
+# %%
+x_p = x_train[:BATCH]
+arch = dict(input_shape=(1, 28, 28), conv_channels=(8, 16), hidden=(64,), eps=0.3, loss="mse",
+            dtype="float32", seed=0)
+gap = {}
+for pool in ("avg", "max"):
+    crnn = mep.build_network(pool=pool, **dict(arch, eps=0.8))        # same weights as snn
+    snn = mep.build_network(pool=pool, spiking=True, lam=0.3, **arch)
+    ref = crnn.free_phase(x_p, 100 if FAST else 200)
+    st = snn.free_phase(x_p, T_FREE if FAST else 100)
+    absolute = np.array([float(np.abs(a - b).mean()) for a, b in zip(st.xi[1:], ref.xi[1:])])
+    gap[pool] = absolute / np.array([float(np.abs(b).mean()) for b in ref.xi[1:]])
+    print(f"{pool}: CRNN residual {ref.residual:.0e};  mean |xi_snn - xi_crnn| per layer {absolute}"
+          f"\n     relative to mean |xi_crnn|: {gap[pool]}")
+assert np.all(gap["max"][:2] > 2 * gap["avg"][:2])
+
+# %% [markdown]
+# Look for: with average pooling the spiking states stay within a few percent of the CRNN's in
+# the conv layers (we saw 1.6% and 5%); with max pooling they are off by ~30%. The dense layers
+# inherit part of it (15% against 25-33%). The quantisation noise is the same; what differs is
+# where the backward route puts it (tutorial 02, section 6).
+#
+# ## 6. The pooling mismatch: EP against BPTT in the spiking network
+# Spiking BPTT (`bptt_gradients` on the spiking net, with a triangular surrogate for the spike
+# threshold) is the baseline the paper trains against. One batch's spiking EP estimate is noisy
+# (the +beta and -beta phases spike differently, and the difference is divided by 2 beta), so we
+# **sum the gradients of several batches** before taking the cosine per weight tensor, and also
+# report the ratio of norms.
+
+# %%
+n_grad = 1 if FAST else 12
+cos, ratio = {}, {}
+for pool in ("avg", "max"):
+    snn = mep.build_network(pool=pool, spiking=True, lam=0.3, **arch)
+    g_ep = {k: 0.0 for k in snn.params}
+    g_bp = {k: 0.0 for k in snn.params}
+    for b in range(n_grad):
+        xb, yb = x_train[b * BATCH:(b + 1) * BATCH], y_train[b * BATCH:(b + 1) * BATCH]
+        ep = mep.ep_gradients(snn, xb, yb, BETA, T_FREE, T_NUDGE, "symmetric")
+        bp = mep.bptt_gradients(snn, xb, yb, T_FREE)
+        for k in snn.params:
+            g_ep[k] = g_ep[k] + ep[k].astype(np.float64)
+            g_bp[k] = g_bp[k] + bp[k].astype(np.float64)
+    weights = [k for k in snn.params if k.startswith("w")]
+    cos[pool] = [cosine(g_ep[k], g_bp[k]) for k in weights]
+    ratio[pool] = [float(np.linalg.norm(g_ep[k]) / np.linalg.norm(g_bp[k])) for k in weights]
+    print(f"{pool}: summed over {n_grad} batches, per weight {weights}"
+          f"\n     cosine(EP, BPTT) {np.round(cos[pool], 2)}   ||EP|| / ||BPTT|| {np.round(ratio[pool], 1)}")
+
+fig, ax = plt.subplots(figsize=(6, 3.5))
+pos = np.arange(len(weights))
+ax.bar(pos - 0.2, cos["avg"], 0.4, label="avg pooling")
+ax.bar(pos + 0.2, cos["max"], 0.4, label="max pooling")
+ax.axhline(0, color="k", lw=0.8)
+ax.set_xticks(pos, weights)
+ax.set_ylabel("cosine(spiking EP, spiking BPTT)")
+ax.legend()
+plt.tight_layout()
+plt.show()
+assert np.mean(ratio["max"][:2]) > 2 * np.mean(ratio["avg"][:2])
+if not FAST:
+    assert np.mean(cos["avg"][:2]) > np.mean(cos["max"][:2])
+
+# %% [markdown]
+# What we measured (normal mode, 12 batches of 20): with average pooling the conv layers' EP
+# estimates point roughly along BPTT's (cosines 0.71 and 0.44 for w1, w2) with about the same
+# norm (1.2-1.3x). With max pooling the conv-layer cosines are -0.36 and 0.11 and the EP norm is
+# ~8x BPTT's. That is what the index mismatch predicts: spikes unpooled where the forward route no
+# longer puts its maxima add a large component to the +beta / -beta difference that BPTT does not
+# see. The dense layers go the other way in this run (cosines ~0.5 with average pooling, ~0.9
+# with max pooling), which this experiment does not explain; the pooling's damage is in the
+# layers that pool. With one batch (fast mode) every cosine is noisy, and only the norm ratio
+# separates the two poolings reliably.
+#
+# ## What we learned
+# - A spiking convolutional network learns MNIST digits with EP in a plain loop:
+#   free phase, two nudged phases, `ep_gradients`, one SGD step with per-layer rates.
+# - With average pooling the SNN settles close to the CRNN with the same weights; with max
+#   pooling it settles much further away, most in the conv layers.
+# - Spiking EP gradients are noisy per batch. Summed over batches, with average pooling the conv
+#   layers' estimates roughly align with spiking BPTT at the right scale; with max pooling they
+#   do not align and are ~8x too large (the pooling mismatch).
