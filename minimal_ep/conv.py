@@ -244,8 +244,8 @@ def conv_transpose2d(y, w, stride=1, padding=0, output_size=None):
         raise ValueError(f"conv_transpose2d: output_size {(H, W)} does not convolve back to "
                          f"{(OH, OW)} with kernel {KH}x{KW}, stride {stride}, padding {padding}")
     xp = get_array_module(y, w)
-    y = xp.ascontiguousarray(y.transpose(1, 0, 2, 3)).reshape(F, N * OH * OW)   # (F, N*OH*OW)
-    col = w.reshape(F, C * KH * KW).T @ y                                      # (C*KH*KW, N*OH*OW)
+    y_mat = xp.ascontiguousarray(y.transpose(1, 0, 2, 3)).reshape(F, N * OH * OW)  # (F, N*OH*OW)
+    col = w.reshape(F, C * KH * KW).T @ y_mat                                     # (C*KH*KW, N*OH*OW)
     return _col2im_gemm(col, (N, C, H, W), KH, KW, stride, padding)            # (N, C, H, W)
 
 
@@ -279,7 +279,7 @@ def conv2d_weight(x, gy, kernel_size, stride=1, padding=0):
         raise ValueError(f"conv2d_weight: gy has shape {gy.shape}, expected ({N}, F, {expected[0]}, "
                          f"{expected[1]}) for x {x.shape} and a {KH}x{KW} kernel")
     col = _im2col_gemm(x, KH, KW, stride, padding)                           # (C*KH*KW, N*OH*OW)
-    gy = xp.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(F, N * OH * OW)  # (F, N*OH*OW)
-    # sum over the batch and the pixels at once: gy @ col.T, with col.T a free transposed view
-    gw = xp.tensordot(gy, col, axes=((1,), (1,)))                             # (F, C*KH*KW)
+    gy_mat = xp.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(F, N * OH * OW)  # (F, N*OH*OW)
+    # one product sums over the batch and the pixels at once: gy_mat @ col.T (col.T is a view)
+    gw = xp.tensordot(gy_mat, col, axes=((1,), (1,)))                         # (F, C*KH*KW)
     return gw.reshape(F, C, KH, KW)
