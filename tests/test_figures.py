@@ -102,7 +102,7 @@ def test_fig_gdd_fast(tmp_path):
                 assert finite(row[key]) and 0 <= row[key] < 100
             for key in ("sign_err_one_sided", "sign_err_symmetric"):
                 assert 0 <= row[key] <= 1
-    # the GDD property at a settled CRNN with average pooling (eps 1, float64, beta 1e-3)
+    # the GDD property at a settled CRNN with average pooling (eps 1, float64, beta 1e-4)
     assert r["residual"]["CRNN+avg"] < 1e-4
     top = {row["name"]: row for row in r["rows"]["CRNN+avg"]}
     assert top["s5"]["rmse_symmetric"] < 0.05 and top["w5"]["rmse_symmetric"] < 0.05
