@@ -1,16 +1,17 @@
 """Convolution by im2col, its transpose by col2im, and the weight gradient, written out by hand.
 
-Symbols: N batch, C input channels, H, W input height and width, F output channels (filters),
-KH, KW kernel height and width, OH, OW output height and width.
+Symbols: N batch, C input channels, H, W input height and width, C_out output channels (filters),
+KH, KW kernel height and width, OH, OW output height and width. (F is kept for the pooling window.)
 
 ``conv2d`` is a cross-correlation (as in every deep-learning library):
 
-    y[n, f, i, j] = b[f] + sum_{c, p, q} w[f, c, p, q] * xpad[n, c, i*stride + p, j*stride + q]
+    y[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q] * xpad[n, c, i*stride + p, j*stride + q]
 
 ``im2col`` lays every receptive field out as a column, (N, C*KH*KW, OH*OW), so that the convolution
-is the matrix product ``w.reshape(F, C*KH*KW) @ col[n]`` for every sample n. For speed, conv2d and
-its two adjoints use the same columns with the batch moved next to the pixels, (C*KH*KW, N*OH*OW)
-(see :func:`_im2col_gemm`): then the whole batch is ONE large matrix product.
+is the matrix product ``w.reshape(C_out, C*KH*KW) @ col[n]`` for every sample n. That is how the ops
+run on wide maps (256 pixels or more). On small maps each product would be too thin for BLAS, so
+conv2d and its two adjoints use the same columns with the batch moved next to the pixels,
+(C*KH*KW, N*OH*OW) (see :func:`_im2col_gemm`): then the whole batch is ONE large matrix product.
 
 ``conv_transpose2d`` is the exact adjoint of ``conv2d`` with respect to x,
 ``<conv2d(x, w), y> == <x, conv_transpose2d(y, w)>``: it multiplies by the transposed weight matrix
@@ -131,7 +132,7 @@ def col2im(col, x_shape, KH, KW, stride=1, padding=0):
 # matrix products, each only OH*OW columns wide (121 for the 11x11 maps of conv-2), and BLAS runs
 # such thin products far below its peak. Moving the batch next to the pixels, (C*KH*KW, N*OH*OW),
 # makes it ONE product with N*OH*OW columns. The price is a transposing copy of the image and one
-# of the result, each C*KH*KW (or F) times smaller than the columns themselves. The same columns,
+# of the result, each C*KH*KW (or C_out) times smaller than the columns themselves. The same columns,
 # the same loop over kernel offsets; only the order of the axes in memory differs.
 
 def _im2col_gemm(x, KH, KW, stride, padding):
@@ -175,38 +176,54 @@ def _col2im_gemm(col, x_shape, KH, KW, stride, padding):
     return xp.ascontiguousarray(img.transpose(1, 0, 2, 3))                   # (N, C, H, W)
 
 
+def _per_sample(OH, OW):
+    """Whether one product per sample is already wide enough for BLAS (maps of 256+ pixels).
+
+    Wide maps (the first layer's 26x26) run fastest as N products straight into NCHW, with im2col's
+    own layout; small maps (11x11) as one product over the whole batch, with the layout of
+    :func:`_im2col_gemm` and a transposing copy back to NCHW.
+    """
+    return OH * OW >= 256
+
+
 def conv2d(x, w, b=None, stride=1, padding=0):
     """2-d cross-correlation, NCHW: the *forward route* ``w * x`` of a convolutional layer.
 
     Parameters
     ----------
     x : (N, C, H, W) ndarray
-    w : (F, C, KH, KW) ndarray
-    b : (F,) ndarray, optional
+    w : (C_out, C, KH, KW) ndarray
+    b : (C_out,) ndarray, optional
     stride, padding : int
 
     Returns
     -------
-    y : (N, F, OH, OW) ndarray
+    y : (N, C_out, OH, OW) ndarray
         ``OH = (H + 2*padding - KH) // stride + 1``, likewise OW.
     """
     _check_4d(x, "x", "(N, C, H, W)")
-    _check_4d(w, "w", "(F, C, KH, KW)")
+    _check_4d(w, "w", "(C_out, C, KH, KW)")
     _check_same_dtype(x, w, ("x", "w"))
     N, C, H, W = x.shape
-    F, Cw, KH, KW = w.shape
+    C_out, Cw, KH, KW = w.shape
     if C != Cw:
         raise ValueError(f"conv2d: x has {C} channels (shape {x.shape}) but w expects {Cw} "
                          f"(shape {w.shape})")
     OH, OW = _geometry(H, W, KH, KW, stride, padding, f"conv2d of x {x.shape} with w {w.shape}")
-    if b is not None and b.shape != (F,):
-        raise ValueError(f"conv2d: b has shape {b.shape}, expected ({F},)")
+    if b is not None and (b.shape != (C_out,) or b.dtype != x.dtype):
+        raise ValueError(f"conv2d: b has shape {b.shape} and dtype {b.dtype}, expected ({C_out},) "
+                         f"and {x.dtype}")
     xp = get_array_module(x, w)
-    col = _im2col_gemm(x, KH, KW, stride, padding)          # (C*KH*KW, N*OH*OW)
-    y = w.reshape(F, C * KH * KW) @ col                      # (F, N*OH*OW): the whole batch at once
-    y = xp.ascontiguousarray(y.reshape(F, N, OH, OW).transpose(1, 0, 2, 3))   # (N, F, OH, OW)
+    w_mat = w.reshape(C_out, C * KH * KW)
+    if _per_sample(OH, OW):
+        col = im2col(x, KH, KW, stride, padding)             # (N, C*KH*KW, OH*OW)
+        y = (w_mat @ col).reshape(N, C_out, OH, OW)           # one product per sample
+    else:
+        col = _im2col_gemm(x, KH, KW, stride, padding)       # (C*KH*KW, N*OH*OW)
+        y = w_mat @ col                                       # (C_out, N*OH*OW): the whole batch at once
+        y = xp.ascontiguousarray(y.reshape(C_out, N, OH, OW).transpose(1, 0, 2, 3))   # (N, C_out, OH, OW)
     if b is not None:
-        y += b.reshape(1, F, 1, 1)
+        y += b.reshape(1, C_out, 1, 1)
     return y
 
 
@@ -218,10 +235,10 @@ def conv_transpose2d(y, w, stride=1, padding=0, output_size=None):
 
     Parameters
     ----------
-    y : (N, F, OH, OW) ndarray
-    w : (F, C, KH, KW) ndarray
+    y : (N, C_out, OH, OW) ndarray
+    w : (C_out, C, KH, KW) ndarray
     stride, padding : int
-    output_size : (H, W), optional
+    output_size : (H, W) or (N, C, H, W), optional
         With stride > 1 several input sizes give the same OH, OW; this picks one. Default: the
         smallest, ``(OH - 1)*stride - 2*padding + KH``.
 
@@ -229,23 +246,28 @@ def conv_transpose2d(y, w, stride=1, padding=0, output_size=None):
     -------
     x : (N, C, H, W) ndarray
     """
-    _check_4d(y, "y", "(N, F, OH, OW)")
-    _check_4d(w, "w", "(F, C, KH, KW)")
+    _check_4d(y, "y", "(N, C_out, OH, OW)")
+    _check_4d(w, "w", "(C_out, C, KH, KW)")
     _check_same_dtype(y, w, ("y", "w"))
-    N, F, OH, OW = y.shape
-    Fw, C, KH, KW = w.shape
-    if F != Fw:
-        raise ValueError(f"conv_transpose2d: y has {F} channels (shape {y.shape}) but w has "
-                         f"{Fw} filters (shape {w.shape})")
+    N, C_out, OH, OW = y.shape
+    Cw_out, C, KH, KW = w.shape
+    if C_out != Cw_out:
+        raise ValueError(f"conv_transpose2d: y has {C_out} channels (shape {y.shape}) but w has "
+                         f"{Cw_out} filters (shape {w.shape})")
     if output_size is None:
         output_size = ((OH - 1) * stride - 2 * padding + KH, (OW - 1) * stride - 2 * padding + KW)
-    H, W = _pair(output_size, "output_size")
+    H, W = _pair(tuple(output_size)[-2:] if not isinstance(output_size, int) else output_size,
+                 "output_size")
     if H < 1 or W < 1 or _geometry(H, W, KH, KW, stride, padding, "conv_transpose2d") != (OH, OW):
         raise ValueError(f"conv_transpose2d: output_size {(H, W)} does not convolve back to "
                          f"{(OH, OW)} with kernel {KH}x{KW}, stride {stride}, padding {padding}")
     xp = get_array_module(y, w)
-    y_mat = xp.ascontiguousarray(y.transpose(1, 0, 2, 3)).reshape(F, N * OH * OW)  # (F, N*OH*OW)
-    col = w.reshape(F, C * KH * KW).T @ y_mat                                     # (C*KH*KW, N*OH*OW)
+    w_mat_T = w.reshape(C_out, C * KH * KW).T                                   # (C*KH*KW, C_out)
+    if _per_sample(OH, OW):
+        col = w_mat_T @ y.reshape(N, C_out, OH * OW)                            # (N, C*KH*KW, OH*OW)
+        return col2im(col, (N, C, H, W), KH, KW, stride, padding)
+    y_mat = xp.ascontiguousarray(y.transpose(1, 0, 2, 3)).reshape(C_out, N * OH * OW)  # (C_out, N*OH*OW)
+    col = w_mat_T @ y_mat                                                       # (C*KH*KW, N*OH*OW)
     return _col2im_gemm(col, (N, C, H, W), KH, KW, stride, padding)            # (N, C, H, W)
 
 
@@ -258,28 +280,32 @@ def conv2d_weight(x, gy, kernel_size, stride=1, padding=0):
     Parameters
     ----------
     x : (N, C, H, W) ndarray
-    gy : (N, F, OH, OW) ndarray
+    gy : (N, C_out, OH, OW) ndarray
     kernel_size : int or (KH, KW)
     stride, padding : int
 
     Returns
     -------
-    gw : (F, C, KH, KW) ndarray
+    gw : (C_out, C, KH, KW) ndarray
         ``<conv2d(x, w), gy> == <w, conv2d_weight(x, gy, (KH, KW))>`` for every w.
     """
     _check_4d(x, "x", "(N, C, H, W)")
-    _check_4d(gy, "gy", "(N, F, OH, OW)")
+    _check_4d(gy, "gy", "(N, C_out, OH, OW)")
     _check_same_dtype(x, gy, ("x", "gy"))
     xp = get_array_module(x, gy)
     KH, KW = _pair(kernel_size, "kernel_size")
     N, C, H, W = x.shape
-    Ng, F, OH, OW = gy.shape
+    Ng, C_out, OH, OW = gy.shape
     expected = _geometry(H, W, KH, KW, stride, padding, f"conv2d_weight of x {x.shape}")
     if Ng != N or (OH, OW) != expected:
-        raise ValueError(f"conv2d_weight: gy has shape {gy.shape}, expected ({N}, F, {expected[0]}, "
-                         f"{expected[1]}) for x {x.shape} and a {KH}x{KW} kernel")
+        raise ValueError(f"conv2d_weight: gy has shape {gy.shape}, expected ({N}, C_out, "
+                         f"{expected[0]}, {expected[1]}) for x {x.shape} and a {KH}x{KW} kernel")
+    if _per_sample(OH, OW):
+        col = im2col(x, KH, KW, stride, padding)                             # (N, C*KH*KW, OH*OW)
+        gw = xp.tensordot(gy.reshape(N, C_out, OH * OW), col, axes=((0, 2), (0, 2)))  # (C_out, C*KH*KW)
+        return gw.reshape(C_out, C, KH, KW)
     col = _im2col_gemm(x, KH, KW, stride, padding)                           # (C*KH*KW, N*OH*OW)
-    gy_mat = xp.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(F, N * OH * OW)  # (F, N*OH*OW)
+    gy_mat = xp.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(C_out, N * OH * OW)  # (C_out, N*OH*OW)
     # one product sums over the batch and the pixels at once: gy_mat @ col.T (col.T is a view)
-    gw = xp.tensordot(gy_mat, col, axes=((1,), (1,)))                         # (F, C*KH*KW)
-    return gw.reshape(F, C, KH, KW)
+    gw = xp.tensordot(gy_mat, col, axes=((1,), (1,)))                         # (C_out, C*KH*KW)
+    return gw.reshape(C_out, C, KH, KW)

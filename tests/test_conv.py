@@ -15,8 +15,9 @@ CASES = [
     (2, 2, 10, 9, 3, 5, 5, 1, 2),
     (1, 3, 13, 13, 2, 5, 5, 2, 0),
     (2, 4, 6, 5, 5, 2, 3, 3, 1),
+    (1, 2, 16, 16, 2, 3, 3, 1, 1),      # a 16x16 map: wide enough for one product per sample
 ]
-IDS = ["3x3", "stride2-pad1", "1x1", "5x5-pad2", "5x5-stride2", "2x3-stride3"]
+IDS = ["3x3", "stride2-pad1", "1x1", "5x5-pad2", "5x5-stride2", "2x3-stride3", "wide-map"]
 
 
 def _draw(rng, xp, *shape, dtype="float64"):
