@@ -41,7 +41,7 @@ DEFAULT_OUT = FIG_DIR / "out"
 FIVE_LAYER = dict(input_shape=(1, 28, 28), conv_channels=(16, 32, 64, 128), kernel_size=3, padding=1,
                   hidden=(), n_classes=10, loss="mse")
 FIVE_LAYER_LR = (0.5, 0.4, 0.3, 0.2, 0.16)
-# Dynamics that settle and learn at small scale (SPEC section 8): the paper's eps 0.9 / lam 0.6 are
+# Dynamics that settle and learn at small scale (see configs/quickstart.toml): the paper's eps 0.9 / lam 0.6 are
 # tuned for T_free 250-350, far longer phases than a figure script can afford on a CPU.
 DYNAMICS = dict(eps=0.3, lam=0.3)
 PHASES = dict(beta=0.2, T_free=40, T_nudge=15)

@@ -1,4 +1,4 @@
-"""GDD: EP's per-step updates against BPTT's per-step gradients (SPEC section 3; Ernoult et al. 2019).
+"""GDD: EP's per-step updates against BPTT's per-step gradients (docs/equations.md §3; Ernoult et al. 2019).
 
 Start the nudged phase at the free state s* and compare, step by step for t = 0..K-1,
 

@@ -14,9 +14,68 @@ it carries the cotangent g_n = dL/ds_n' back as
     dL/dtheta += [d phi / d theta]^T (eps du)
 
 where the products with the transposed Jacobian of phi (through conv2d, conv_transpose2d, the max-
-pooling indices or average pooling) are ``ConvergentRNN.total_inputs_vjp``. This is the paper's
+pooling indices or average pooling) are :func:`total_inputs_vjp`. This is the paper's
 "CRNN BPTT" / "SNN BPTT" baseline and the ground truth EP is checked against.
 """
+from .conv import conv2d, conv2d_weight, conv_transpose2d
+from .pooling import avg_pool2d, avg_unpool2d, gather_pool2d, max_unpool2d
+
+
+def total_inputs_vjp(net, s, idx, a):
+    """Vector-Jacobian product of ``net.total_inputs``: BPTT's way back through Eq. 9.
+
+    Parameters
+    ----------
+    net : ConvergentRNN
+    s : list of ndarray
+        The states the total inputs were computed from (``s[0]`` the input, never differentiated).
+    idx : list
+        The max-pooling indices of that step (fixed: argmax is piecewise constant).
+    a : list of ndarray
+        ``a[n]``, the cotangent of phi_n, shaped like layer n (a[0] unused).
+
+    Returns
+    -------
+    gs : list of ndarray
+        ``gs[n] = sum_m a[m] . dphi_m/ds_n`` for n = 1..L.
+    gp : dict
+        ``sum_m a[m] . dphi_m/dw`` for every weight of the recurrent layers (phi holds no bias:
+        a bias's gradient is the cotangent of whatever it is added to, see :meth:`sum_to_bias`).
+    """
+    L, N, xp = net.n_layers, len(s[0]), net.xp
+    gs = [None] + [xp.zeros_like(v) for v in s[1:L + 1]]
+    gp = {}
+    for n in range(1, L + 1):
+        w = net.w(n)
+        # forward route P(w_n * s_{n-1}) of layer n, its cotangent a[n]
+        if net.is_conv(n):
+            if net.pool == "max":
+                g = max_unpool2d(a[n], idx[n], net.F, net.conv_out[n])        # P^T, max
+            else:
+                g = avg_unpool2d(a[n], net.F, net.F ** 2, net.conv_out[n])   # P^T, avg
+            gp[f"w{n}"] = conv2d_weight(s[n - 1], g, net.kernel_size, padding=net.padding)
+            if n > 1:
+                gs[n - 1] += conv_transpose2d(g, w, padding=net.padding,
+                                              output_size=net.shapes[n - 1][1:])
+        else:
+            gp[f"w{n}"] = a[n].T @ s[n - 1].reshape(N, -1)
+            if n > 1:
+                gs[n - 1] += (a[n] @ w).reshape(s[n - 1].shape)
+        # backward route w_n ~* P^-1(s_n) into layer n-1, its cotangent a[n-1]
+        if n > 1:
+            if net.is_conv(n):
+                z = conv2d(a[n - 1], w, padding=net.padding)                   # (N, C_n, OH, OW)
+                if net.pool == "max":
+                    gs[n] += gather_pool2d(z, idx[n], net.F)                   # (P^-1)^T, max
+                else:
+                    gs[n] += avg_pool2d(z, net.F) * (net.F ** 2 / net.alpha)  # (P^-1)^T, avg
+                gp[f"w{n}"] += conv2d_weight(a[n - 1], net.unpool(n, s[n], idx[n]),
+                                             net.kernel_size, padding=net.padding)
+            else:
+                a_prev = a[n - 1].reshape(N, -1)
+                gs[n] += a_prev @ w.T
+                gp[f"w{n}"] += s[n].T @ a_prev
+    return gs, gp
 
 
 def _zeros_like_params(net):
@@ -76,7 +135,7 @@ def _backward_crnn(net, tape, state, g_top, grads, record, per_step):
         s_prev, idx, masks = tape[t]
         du = [None] + [g[n] * masks[n] for n in range(1, L + 1)]
         a = [None] + [eps * du[n] for n in range(1, L + 1)]
-        g, gp = net.total_inputs_vjp(s_prev, idx, a)
+        g, gp = total_inputs_vjp(net, s_prev, idx, a)
         for n in range(1, L + 1):
             g[n] += (1.0 - eps) * du[n]
             gp[f"b{n}"] = net.sum_to_bias(n, a[n])
@@ -114,7 +173,7 @@ def _backward_spiking(net, tape, state, g_top, grads, record, per_step):
             g_d[n] = (1.0 - lam) * g_d_now                      # carried to d of step t-1
             g_xi[n] = (1.0 - eps) * du[n] - ((1.0 - lam) / lam) * g_v
             g_V[n] = g_v
-        g_s, gp = net.total_inputs_vjp(s_prev, idx, a)          # back to the spikes of step t-1
+        g_s, gp = total_inputs_vjp(net, s_prev, idx, a)          # back to the spikes of step t-1
         gp.update(bias)
         for k, v in gp.items():
             grads[k] += v

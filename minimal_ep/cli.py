@@ -68,6 +68,11 @@ def _datasets(args):
 def _gradcheck(args):
     from . import gradcheck as gc
     backend.set_backend("numpy")
+    for name, crnn, snn in (("eps", 0.8, 0.3), ("beta", 1e-3, 0.2), ("T", 300, 60), ("batch", 8, 20)):
+        if getattr(args, name) is None:
+            setattr(args, name, snn if args.spiking else crnn)
+    if args.spiking:
+        return _spikecheck(args, gc)
     rng = np.random.default_rng(args.seed)
     kw = dict(input_shape=(1, 12, 12), conv_channels=(4, 8), kernel_size=3, padding=1, pool=args.pool,
               hidden=(16,), n_classes=4, loss=args.loss, dtype="float64", seed=args.seed)
@@ -85,6 +90,23 @@ def _gradcheck(args):
     table, free = gc.gdd(net1, x, y, args.beta, args.T, args.K)
     print(f"\nGDD at eps = 1 (free residual {free.residual:.1e}), last K = {args.K} steps, beta = {args.beta}:")
     print(gc.format_table(["name", "relative RMSE", "sign errors"], table))
+
+
+def _spikecheck(args, gc):
+    data = datasets.load_dataset("mnist")
+    n = args.batch * args.batches
+    x = datasets.to_float_images(data["train_images"][:n], "float64")
+    y = data["train_labels"][:n].astype(np.int64)
+    kw = dict(input_shape=(1, 28, 28), conv_channels=(8, 16), kernel_size=3, hidden=(32,), n_classes=10,
+              loss="mse", dtype="float64", seed=args.seed, eps=args.eps, lam=args.lam)
+    print(f"spiking vs continuous, conv 8-16 -> 32 -> 10, float64, eps = lam = {args.eps}/{args.lam}, "
+          f"beta = {args.beta}, T_free = {args.T}, T_nudge = {args.T // 3}, {args.batches} batches of "
+          f"{args.batch} embedded MNIST images, gradients summed over the batches")
+    for pool in ("avg", "max"):
+        rows = gc.spiking_alignment(pool, x, y, args.batch, args.beta, args.T, args.T // 3, **kw)
+        print(f"\npool = {pool}")
+        print(gc.format_table(["weight", "SNN EP vs SNN BPTT", "SNN EP vs CRNN EP", "CRNN EP vs CRNN BPTT",
+                               "per batch SNN EP vs BPTT"], rows))
 
 
 def _memory(args):
@@ -132,13 +154,18 @@ def build_parser():
     g = sub.add_parser("gradcheck", help="EP vs BPTT vs finite differences, and GDD")
     g.add_argument("--pool", choices=("avg", "max"), default="avg")
     g.add_argument("--loss", choices=("mse", "ce"), default="mse")
-    g.add_argument("--eps", type=float, default=0.8)
-    g.add_argument("--beta", type=float, default=1e-3)
-    g.add_argument("--T", type=int, default=300, help="steps of every phase")
+    g.add_argument("--eps", type=float, help="step size (default 0.8; 0.3 with --spiking)")
+    g.add_argument("--beta", type=float, help="nudging factor (default 1e-3; 0.2 with --spiking)")
+    g.add_argument("--T", type=int, help="steps of every phase (default 300; free 60 with --spiking)")
     g.add_argument("--K", type=int, default=20, help="GDD: steps compared")
-    g.add_argument("--batch", type=int, default=8)
+    g.add_argument("--batch", type=int, help="batch size (default 8; 20 with --spiking)")
     g.add_argument("--fd-entries", type=int, default=12)
     g.add_argument("--seed", type=int, default=3)
+    g.add_argument("--spiking", action="store_true",
+                   help="compare spiking EP, spiking BPTT and CRNN EP per layer, for avg and max pooling "
+                        "(defaults then: eps = lam = 0.3, beta = 0.2, T = 60, 8 batches of 20)")
+    g.add_argument("--lam", type=float, default=0.3)
+    g.add_argument("--batches", type=int, default=8)
     g.set_defaults(func=_gradcheck)
     m = sub.add_parser("memory", help="peak memory of one training step (Table II)")
     m.add_argument("--batch", type=int, default=10)

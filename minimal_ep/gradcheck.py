@@ -138,6 +138,35 @@ def compare_gradients(net, x, y, beta=1e-3, T=300, T_nudge=None, fd_entries=12, 
     return rows
 
 
+def spiking_alignment(pool, x, y, batch_size=20, beta=0.2, T_free=60, T_nudge=20, **net_kwargs):
+    """Per layer, how well spiking EP agrees with spiking BPTT and with the CRNN's EP (same weights).
+
+    The gradients of each estimate are summed over the batches of (x, y) before the cosine is taken:
+    one batch of spiking EP is dominated by quantisation noise divided by beta.
+
+    Returns
+    -------
+    rows : list of tuple
+        ``(weight, cos(SNN EP, SNN BPTT), cos(SNN EP, CRNN EP), cos(CRNN EP, CRNN BPTT),
+        mean over batches of cos(SNN EP, SNN BPTT))`` for every weight w1, w2, ...
+    """
+    from .network import build_network
+    snn = build_network(pool=pool, spiking=True, **net_kwargs)
+    crnn = build_network(pool=pool, spiking=False, **net_kwargs)
+    sums = {k: [0.0, 0.0, 0.0, 0.0] for k in snn.params if k.startswith("w")}
+    per_batch = {k: [] for k in sums}
+    for i in range(0, len(y), batch_size):
+        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        grads = (ep_gradients(snn, xb, yb, beta, T_free, T_nudge), bptt_gradients(snn, xb, yb, T_free),
+                 ep_gradients(crnn, xb, yb, beta, T_free, T_nudge), bptt_gradients(crnn, xb, yb, T_free))
+        for k in sums:
+            for j, g in enumerate(grads):
+                sums[k][j] = sums[k][j] + to_numpy(g[k])
+            per_batch[k].append(cosine(grads[0][k], grads[1][k]))
+    return [(k, cosine(v[0], v[1]), cosine(v[0], v[2]), cosine(v[2], v[3]), float(np.mean(per_batch[k])))
+            for k, v in sums.items()]
+
+
 def format_table(header, rows):
     """A plain-text table, columns padded to their widest cell."""
     def fmt(v):

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from .backend import get_xp, default_rng, resolve_dtype, to_device
 from .conv import conv2d, conv2d_weight, conv_output_size, conv_transpose2d
-from .pooling import avg_pool2d, avg_unpool2d, gather_pool2d, max_pool2d, max_unpool2d
+from .pooling import avg_pool2d, avg_unpool2d, max_pool2d, max_unpool2d
 
 POOLS = ("max", "avg")
 LOSSES = ("mse", "ce")
@@ -207,61 +207,6 @@ class ConvergentRNN:
         for n in range(1, L):
             phi[n] += self.backward_route(n, s[n + 1], idx[n + 1])          # Eq. 9
         return phi, idx
-
-    def total_inputs_vjp(self, s, idx, a):
-        """Vector-Jacobian product of :meth:`total_inputs`: BPTT's way back through Eq. 9.
-
-        Parameters
-        ----------
-        s : list of ndarray
-            The states the total inputs were computed from (``s[0]`` the input, never differentiated).
-        idx : list
-            The max-pooling indices of that step (fixed: argmax is piecewise constant).
-        a : list of ndarray
-            ``a[n]``, the cotangent of phi_n, shaped like layer n (a[0] unused).
-
-        Returns
-        -------
-        gs : list of ndarray
-            ``gs[n] = sum_m a[m] . dphi_m/ds_n`` for n = 1..L.
-        gp : dict
-            ``sum_m a[m] . dphi_m/dw`` for every weight of the recurrent layers (phi holds no bias:
-            a bias's gradient is the cotangent of whatever it is added to, see :meth:`sum_to_bias`).
-        """
-        L, N, xp = self.n_layers, len(s[0]), self.xp
-        gs = [None] + [xp.zeros_like(v) for v in s[1:L + 1]]
-        gp = {}
-        for n in range(1, L + 1):
-            w = self.w(n)
-            # forward route P(w_n * s_{n-1}) of layer n, its cotangent a[n]
-            if self.is_conv(n):
-                if self.pool == "max":
-                    g = max_unpool2d(a[n], idx[n], self.F, self.conv_out[n])        # P^T, max
-                else:
-                    g = avg_unpool2d(a[n], self.F, self.F ** 2, self.conv_out[n])   # P^T, avg
-                gp[f"w{n}"] = conv2d_weight(s[n - 1], g, self.kernel_size, padding=self.padding)
-                if n > 1:
-                    gs[n - 1] += conv_transpose2d(g, w, padding=self.padding,
-                                                  output_size=self.shapes[n - 1][1:])
-            else:
-                gp[f"w{n}"] = a[n].T @ s[n - 1].reshape(N, -1)
-                if n > 1:
-                    gs[n - 1] += (a[n] @ w).reshape(s[n - 1].shape)
-            # backward route w_n ~* P^-1(s_n) into layer n-1, its cotangent a[n-1]
-            if n > 1:
-                if self.is_conv(n):
-                    z = conv2d(a[n - 1], w, padding=self.padding)                   # (N, C_n, OH, OW)
-                    if self.pool == "max":
-                        gs[n] += gather_pool2d(z, idx[n], self.F)                   # (P^-1)^T, max
-                    else:
-                        gs[n] += avg_pool2d(z, self.F) * (self.F ** 2 / self.alpha)  # (P^-1)^T, avg
-                    gp[f"w{n}"] += conv2d_weight(a[n - 1], self.unpool(n, s[n], idx[n]),
-                                                 self.kernel_size, padding=self.padding)
-                else:
-                    a_prev = a[n - 1].reshape(N, -1)
-                    gs[n] += a_prev @ w.T
-                    gp[f"w{n}"] += s[n].T @ a_prev
-        return gs, gp
 
     # ---------------------------------------------------------------- loss and nudge
     def logits(self, s_top):

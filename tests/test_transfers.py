@@ -22,7 +22,7 @@ LOOP = [network.ConvergentRNN.step, network.ConvergentRNN.total_inputs, network.
         network.ConvergentRNN.forward_route, network.ConvergentRNN.backward_route,
         network.ConvergentRNN.unpool, network.ConvergentRNN.bias, network.ConvergentRNN.nudge,
         network.ConvergentRNN.logits, network.ConvergentRNN._softmax, network.ConvergentRNN.w,
-        network.ConvergentRNN.b, network.ConvergentRNN.is_conv, network.ConvergentRNN.total_inputs_vjp,
+        network.ConvergentRNN.b, network.ConvergentRNN.is_conv, bptt.total_inputs_vjp,
         network.ConvergentRNN.sum_to_bias, spiking.SpikingConvergentRNN.step,
         spiking.SpikingConvergentRNN.messages, spiking.SpikingConvergentRNN.surrogate,
         spiking.sigma_delta, spiking.predictive_encode, bptt._backward_crnn, bptt._backward_spiking]
