@@ -80,6 +80,8 @@ class ConvergentRNN:
             raise ValueError(f"layer widths must be >= 1, got conv {conv_channels}, hidden {hidden}")
         if int(n_classes) < 2:
             raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+        if int(pool_size) < 1 or (alpha is not None and not alpha > 0):
+            raise ValueError(f"pool_size must be >= 1 and alpha > 0, got {pool_size} and {alpha}")
         self.xp = get_xp()
         self.dtype = resolve_dtype(dtype)
         self.input_shape = tuple(int(v) for v in input_shape)
@@ -143,11 +145,6 @@ class ConvergentRNN:
 
     def is_conv(self, n):
         return 1 <= n <= self.n_conv
-
-    @property
-    def layer_of(self):
-        """Parameter name -> the layer index n it belongs to (for layer-wise learning rates)."""
-        return {name: int(name[1:]) for name in self.params}
 
     # ---------------------------------------------------------------- routes (paper Eq. 9)
     def forward_route(self, n, s_prev):

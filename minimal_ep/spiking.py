@@ -6,8 +6,10 @@ The pieces, each usable on its own (tutorial 5 plots them on toy signals):
     predictive encoder    (Eq. 8)   e^t = (r^t - (1 - lam) r^{t-1}) / lam
     predictive decoder    (Eq. 7)   d^t = (1 - lam) d^{t-1} + lam * (w s^{t-1})
 
-The modulator's potential V carries what has not been sent yet, so the cumulative spike count never
-drifts from the cumulative input by more than the range of V (1 for inputs in [0, 1]). The encoder
+The modulator's potential V carries what has not been sent yet, so the cumulative spike count differs
+from the cumulative input by exactly V. While every input lies in [0, 1], V stays in (V_th - 1, V_th]
+(a drift of at most 1); the encoder's innovations can leave [0, 1] when r changes fast, and V then
+strays a little further until it has been worked off. The encoder
 sends the innovation of r; the decoder, a low-pass filter with the same lam, undoes it, so a weighted
 sum of spikes reconstructs the weighted signal w r.
 

@@ -75,13 +75,10 @@ def lr_scale(cfg, epoch):
     return 1.0 - (1.0 - t["lr_final"]) * epoch / (t["epochs"] - 1)
 
 
-def check_finite(net, state, grads, epoch, batch):
-    """Raise TrainingDiverged naming the first non-finite layer state, gradient or weight."""
-    xp = net.xp
-    named = [(f"state of layer {n}", a) for n, a in enumerate(state.xi) if n > 0]
-    named += [(f"gradient of {k}", v) for k, v in grads.items()]
+def check_finite(net, named, epoch, batch):
+    """Raise TrainingDiverged naming the first of ``named``, (what, array) pairs, that is not finite."""
     for what, a in named:
-        if not bool(xp.isfinite(a).all()):
+        if not bool(net.xp.isfinite(a).all()):
             raise TrainingDiverged(f"non-finite values in the {what} at epoch {epoch + 1}, batch "
                                    f"{batch + 1}; training stopped, the last good checkpoint is kept")
 
@@ -102,17 +99,15 @@ def train_epoch(net, opt, cfg, x, y, rng, epoch, progress=True):
             grads = ep_gradients(net, xb, yb, beta, T_free, t["T_nudge"], t["estimator"], free_state=free)
         else:
             grads, free = bptt_gradients(net, xb, yb, T_free, return_state=True)
-        check_finite(net, free, grads, epoch, b)
+        check_finite(net, [(f"state of layer {n}", a) for n, a in enumerate(free.xi) if n > 0]
+                     + [(f"gradient of {k}", v) for k, v in grads.items()], epoch, b)
         errors += int((net.predict(free) != yb).sum())
         seen += len(idx)
         loss_sum += net.loss(free, yb) * len(idx)
         if net.spiking:
             rate_sum += float(np.mean([s["rate"] for s in net.spike_stats(free)])) * len(idx)
         opt.step(grads)
-        for k, p in net.params.items():
-            if not bool(net.xp.isfinite(p).all()):
-                raise TrainingDiverged(f"non-finite values in weight {k} after the update at epoch "
-                                       f"{epoch + 1}, batch {b + 1}; the last good checkpoint is kept")
+        check_finite(net, [(f"weight {k} after the update", p) for k, p in net.params.items()], epoch, b)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(err=f"{errors / seen:.3f}", sps=f"{seen / (time.perf_counter() - start):.0f}")

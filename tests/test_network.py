@@ -139,6 +139,8 @@ def test_bad_input_raises_value_errors():
         small_net(loss="l1")
     with pytest.raises(ValueError, match=r"eps must be in \(0, 1\]"):
         small_net(eps=1.5)
+    with pytest.raises(ValueError, match="pool_size must be >= 1 and alpha > 0, got 0"):
+        small_net(pool_size=0)
     with pytest.raises(ValueError, match="kernel 5 does not fit"):
         mep.build_network(input_shape=(1, 4, 4), conv_channels=(2,), kernel_size=5, hidden=(), n_classes=2)
     net = small_net()
