@@ -62,10 +62,13 @@ def config_name(spiking, pool):
 
 
 # ----------------------------------------------------------------------------- arguments
-def parser(description, samples, fast_samples, train_batches=20, batch_size=50, multi_checkpoint=False):
+def parser(description, samples, fast_samples, train_batches=20, batch_size=50, multi_checkpoint=False,
+           train_as=False, layers=False):
     """The common command line; each script adds its own options to the returned parser.
 
     ``multi_checkpoint``: --checkpoint may be repeated (a list), one per configuration.
+    ``train_as``: add --train-as (the configuration brief training uses, see :func:`trained_state`).
+    ``layers``: add --layers (the conv layers whose routes are measured).
     """
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -92,6 +95,13 @@ def parser(description, samples, fast_samples, train_batches=20, batch_size=50, 
     p.add_argument("--name", default=None,
                    help="basename of the PNG and PDF written into --out (default: the script's name)")
     p.add_argument("--no-plot", action="store_true", help="print the numbers, write no figure")
+    if train_as:
+        p.add_argument("--train-as", default="snn-avg", choices=("snn-avg", "snn-max", "crnn-avg", "crnn-max"),
+                       help="configuration the brief training uses (its weights go into every compared network)")
+    if layers:
+        p.add_argument("--layers", default=None,
+                       help="comma-separated conv layers to measure (default: the middle ones, 2..N_c; "
+                            "layer 1's forward route reads the static input, which the paper excludes)")
     return p
 
 
@@ -275,6 +285,12 @@ def network_state(args, train_spiking=True, train_pool="max", log=print):
                       seed=args.seed)
     st.training = info
     return st
+
+
+def trained_state(args, log=print):
+    """:func:`network_state` for the configuration that --train-as names."""
+    spiking, pool = args.train_as.split("-")
+    return network_state(args, train_spiking=spiking == "snn", train_pool=pool, log=log)
 
 
 def init_state(args, like=None):

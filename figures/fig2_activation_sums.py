@@ -34,12 +34,7 @@ PANELS = {(False, "max"): "A", (True, "max"): "B", (True, "avg"): "C", (False, "
 
 
 def parse(argv):
-    p = common.parser(__doc__.split("\n")[0], SAMPLES, FAST_SAMPLES, TRAIN_BATCHES)
-    p.add_argument("--train-as", default="snn-avg", choices=("snn-avg", "snn-max", "crnn-avg", "crnn-max"),
-                   help="configuration the brief training uses (its weights go into every panel)")
-    p.add_argument("--layers", default=None,
-                   help="comma-separated conv layers to measure (default: the middle ones, 2..N_c; "
-                        "layer 1's forward route reads the static input, which the paper excludes)")
+    p = common.parser(__doc__.split("\n")[0], SAMPLES, FAST_SAMPLES, TRAIN_BATCHES, train_as=True, layers=True)
     p.add_argument("--no-init", action="store_true", help="skip the measurement at the untrained weights")
     args = p.parse_args(argv)
     return common.finish_args(args, SAMPLES, FAST_SAMPLES, TRAIN_BATCHES)
@@ -139,8 +134,7 @@ def _cfg_key(cfg):
 def main(argv=None):
     args = parse(argv)
     timer = common.Timer()
-    spiking, pool = args.train_as.split("-")
-    trained = common.network_state(args, train_spiking=spiking == "snn", train_pool=pool)
+    trained = common.trained_state(args)
     states = [("trained" if (args.checkpoint or args.train_batches) else "init", trained)]
     if not args.no_init and (args.checkpoint or args.train_batches):
         states.append(("init", common.init_state(args, like=trained)))

@@ -28,12 +28,7 @@ COLORS = {"X_fwd": "#9ecae1", "Y_fwd": "#3182bd", "X_bwd": "#fdae6b", "Y_bwd": "
 
 
 def parse(argv):
-    p = common.parser(__doc__.split("\n")[0], SAMPLES, FAST_SAMPLES, TRAIN_BATCHES)
-    p.add_argument("--train-as", default="snn-avg", choices=("snn-avg", "snn-max", "crnn-avg", "crnn-max"),
-                   help="configuration the brief training uses (its weights go into both networks)")
-    p.add_argument("--layers", default=None,
-                   help="comma-separated conv layers to measure (default: the middle ones, 2..N_c; "
-                        "layer 1's forward route reads the static input, which the paper excludes)")
+    p = common.parser(__doc__.split("\n")[0], SAMPLES, FAST_SAMPLES, TRAIN_BATCHES, train_as=True, layers=True)
     p.add_argument("--pool", default="max", choices=("max", "avg"), help="pooling of the measured nets")
     args = p.parse_args(argv)
     return common.finish_args(args, SAMPLES, FAST_SAMPLES, TRAIN_BATCHES)
@@ -76,8 +71,7 @@ def plot(stats, layers, pool, caption, args):
 def main(argv=None):
     args = parse(argv)
     timer = common.Timer()
-    spiking, pool = args.train_as.split("-")
-    st = common.network_state(args, train_spiking=spiking == "snn", train_pool=pool)
+    st = common.trained_state(args)
     x, y, desc = common.load_mnist("train", args.samples, args.source)
     ph = st.phases
     print(f"measuring {desc}: free phase {ph['T_free']} steps, then {ph['T_nudge']} nudged steps "

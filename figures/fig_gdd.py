@@ -33,9 +33,7 @@ SAMPLES, FAST_SAMPLES, TRAIN_BATCHES = 8, 2, 20
 
 
 def parse(argv):
-    p = common.parser(__doc__.split("\n")[0], SAMPLES, FAST_SAMPLES, TRAIN_BATCHES)
-    p.add_argument("--train-as", default="snn-avg", choices=("snn-avg", "snn-max", "crnn-avg", "crnn-max"),
-                   help="configuration the brief training uses (its weights go into every network)")
+    p = common.parser(__doc__.split("\n")[0], SAMPLES, FAST_SAMPLES, TRAIN_BATCHES, train_as=True)
     p.add_argument("--K", type=int, default=None, help="steps compared (default 20; 4 with --fast)")
     p.add_argument("--crnn-T-free", type=int, default=None,
                    help="CRNN free phase, eps 1, float64 (default 300; 30 with --fast)")
@@ -155,8 +153,7 @@ def plot(results, caption, args):
 def main(argv=None):
     args = parse(argv)
     timer = common.Timer()
-    spiking, pool = args.train_as.split("-")
-    st = common.network_state(args, train_spiking=spiking == "snn", train_pool=pool)
+    st = common.trained_state(args)
     x, y, desc = common.load_mnist("train", args.samples, args.source, dtype="float64")
     results = {}
     for spk, pl in common.CONFIGS:
