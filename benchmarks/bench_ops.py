@@ -32,6 +32,7 @@ from minimal_ep import backend
 from minimal_ep.conv import conv2d, conv2d_weight, conv_transpose2d
 from minimal_ep.pooling import avg_pool2d, avg_unpool2d, max_pool2d, max_unpool2d
 
+QUICK_OUT = pathlib.Path(__file__).resolve().parent / "results" / "quick" / "ops.json"
 DEFAULT_OUT = pathlib.Path(__file__).resolve().parent / "results" / "ops.json"
 
 # The two convolutional layers of 2C2FC (28x28 input): conv 3x3, stride 1, no padding, 2x2 pool.
@@ -179,26 +180,34 @@ def print_table(result):
         print(f"{r['layer']:<6} {r['op']:<17} {1e3 * r['median_s']:10.3f} {gf} {fr} {gb}")
 
 
-def write_json(result, path):
+def write_text(text, path):
     """Write atomically: a temporary file in the same directory, then a rename over ``path``."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
+            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes the file private (0600); results are not
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
 
 
+def write_json(result, path):
+    """``result`` as indented JSON, written atomically (:func:`write_text`)."""
+    write_text(json.dumps(result, indent=2) + "\n", path)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="batch 25, 3 repeats: a smoke run, not a measurement")
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"JSON output (default {DEFAULT_OUT})")
+    parser.add_argument("--out", default=None,
+                        help=f"JSON output (default {DEFAULT_OUT}; with --quick {QUICK_OUT})")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default 125, 25 with --quick)")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per op (default 15, 3 with --quick)")
     args = parser.parse_args(argv)
@@ -206,9 +215,10 @@ def main(argv=None):
     repeats = args.repeats or (3 if args.quick else 15)
     result = run(batch, repeats, gemm_n=2048, gemm_repeats=3 if args.quick else 10)
     result["quick"] = args.quick
-    write_json(result, args.out)
+    out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
+    write_json(result, out)
     print_table(result)
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
     return result
 
 

@@ -266,7 +266,7 @@ class ConvergentRNN:
         out = {}
         for n in range(1, self.n_layers + 1):
             if self.is_conv(n):
-                _, idx = self.forward_route(n, s[n - 1])
+                idx = self.forward_route(n, s[n - 1])[1] if self.pool == "max" else None
                 gw = conv2d_weight(s[n - 1], self.unpool(n, s[n], idx), self.kernel_size,
                                    padding=self.padding)
             else:

@@ -1,0 +1,222 @@
+"""Benchmark the peak memory of one training step, EP against BPTT, as the number of steps grows.
+
+Run from the repository root::
+
+    python benchmarks/bench_memory.py            # full run (about a minute or two on 2 cores)
+    python benchmarks/bench_memory.py --quick    # smoke run: the quickstart net, tiny T
+
+Every number is ``minimal_ep.memory.training_step_peak_mb``: one whole training step (network
+built, batch moved, gradient, SGD update) with its peak traced by ``tracemalloc`` on NumPy (the
+peak of the arrays alive at once) or the CuPy memory pool's total on a GPU. Spiking networks use the
+MSE loss, CRNNs cross-entropy, as in the paper.
+
+``sweep``
+    The quickstart net (batch 50) at T = 25, 50, 100, 150, 200 steps per training step. For EP,
+    T = T_free + 2 T_nudge with the Table II split (T_nudge = T / 6, rounded; T_free the rest); BPTT
+    unrolls T steps. EP keeps only the current state of each phase, so its peak should be flat in T;
+    BPTT keeps every step's tape, so its peak should grow linearly. The JSON gives, per mode, the
+    spread of the peaks ((max - min) / min), a least-squares line (MB per step, intercept, R^2), and
+    for BPTT the size of one step's tape predicted from the layer shapes.
+``table2``
+    Paper Table II's protocol: batch 10, 2C2FC (128-256 channels, 512 hidden), EP T = 100+25+25,
+    BPTT T = 150, next to the paper's numbers. The paper's are GPU totals with framework overhead
+    (PyTorch, CUDA context, caching allocator); ours are the NumPy arrays alone: compare the ratios
+    BPTT / EP, not the megabytes. Not run with ``--quick``.
+
+The results go to ``benchmarks/results/memory.json`` (``--out`` to change; with ``--quick`` the
+default is ``benchmarks/results/quick/memory.json``).
+"""
+import argparse
+import datetime
+import os
+import pathlib
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import bench_ops  # noqa: E402  (machine_info, write_json)
+
+from minimal_ep import backend  # noqa: E402
+from minimal_ep.memory import MODES, training_step_peak_mb  # noqa: E402
+from minimal_ep.network import build_network  # noqa: E402
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+DEFAULT_OUT = RESULTS / "memory.json"
+QUICK_OUT = RESULTS / "quick" / "memory.json"
+
+QUICKSTART = dict(conv_channels=(16, 32), hidden=(128,), kernel_size=3, padding=0, pool="avg",
+                  eps=0.3, lam=0.3)
+PAPER_2C2FC = dict(conv_channels=(128, 256), hidden=(512,), kernel_size=3, padding=0, pool="avg",
+                   eps=0.9, lam=0.6)
+# Paper Table II, MEM column (MB): GPU totals of the paper's PyTorch code.
+PAPER_TABLE2_MB = {"SNN EP": 321.0, "SNN BPTT": 2171.0, "CRNN EP": 309.0, "CRNN BPTT": 3018.0}
+FLAT_TOLERANCE = 0.10          # EP: (max - min) / min of the sweep's peaks
+LINEAR_R2 = 0.99               # BPTT: R^2 of the straight line through the sweep's peaks
+
+
+def settings(quick):
+    if quick:
+        return dict(sweep=dict(arch=QUICKSTART, batch=20, Ts=(6, 12, 18)), table2=None)
+    return dict(sweep=dict(arch=QUICKSTART, batch=50, Ts=(25, 50, 100, 150, 200)),
+                table2=dict(arch=PAPER_2C2FC, batch=10, T_free=100, T_nudge=25, T_bptt=150))
+
+
+def split_ep(T):
+    """T steps of EP as (T_free, T_nudge) with Table II's 100 : 25 : 25 split."""
+    T_nudge = max(1, round(T / 6))
+    return T - 2 * T_nudge, T_nudge
+
+
+def peak(mode, batch, arch, T_free=1, T_nudge=1, T_bptt=1):
+    """(MB, seconds) of one training step."""
+    t0 = time.perf_counter()
+    mb = training_step_peak_mb(mode, batch=batch, T_free=T_free, T_nudge=T_nudge, T_bptt=T_bptt, **arch)
+    return mb, time.perf_counter() - t0
+
+
+def line_fit(xs, ys):
+    """Least squares y = intercept + slope * x, and R^2."""
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+    slope = sxy / sxx
+    intercept = my - slope * mx
+    ss_tot = sum((y - my) ** 2 for y in ys)
+    ss_res = sum((y - intercept - slope * x) ** 2 for x, y in zip(xs, ys))
+    return {"slope_mb_per_step": slope, "intercept_mb": intercept,
+            "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0}
+
+
+def tape_mb_per_step(mode, batch, arch):
+    """What BPTT's tape keeps per step, from the layer shapes (float32 states or spikes, bool masks).
+
+    CRNN: the states the step started from (4 bytes per neuron) and the clip mask (1 byte).
+    SNN: the spikes the step read, input spikes included (4 bytes), the clip mask (1 byte) and the
+    surrogate derivative (4 bytes). Average pooling: no pooling indices.
+    """
+    spiking = mode.startswith("SNN")
+    net = build_network(spiking=spiking, loss="mse" if spiking else "ce", **arch)
+    neurons = sum(int(_prod(s)) for s in net.shapes[1:net.n_layers + 1])
+    per_sample = 4 * _prod(net.input_shape) + 9 * neurons if spiking else 5 * neurons
+    return batch * per_sample / 2 ** 20
+
+
+def _prod(shape):
+    out = 1
+    for v in shape:
+        out *= int(v)
+    return out
+
+
+def run_sweep(cfg):
+    rows, modes = [], {}
+    for mode in MODES:
+        algo = mode.split()[1]
+        ys = []
+        for T in cfg["Ts"]:
+            if algo == "EP":
+                T_free, T_nudge = split_ep(T)
+                mb, secs = peak(mode, cfg["batch"], cfg["arch"], T_free=T_free, T_nudge=T_nudge)
+                row = dict(mode=mode, T=T, T_free=T_free, T_nudge=T_nudge, peak_mb=mb, wall_s=secs)
+            else:
+                mb, secs = peak(mode, cfg["batch"], cfg["arch"], T_bptt=T)
+                row = dict(mode=mode, T=T, T_bptt=T, peak_mb=mb, wall_s=secs)
+            rows.append(row)
+            ys.append(mb)
+        fit = line_fit(list(cfg["Ts"]), ys)
+        spread = (max(ys) - min(ys)) / min(ys)
+        info = dict(fit, min_mb=min(ys), max_mb=max(ys), spread=spread,
+                    growth=ys[-1] / ys[0])
+        if algo == "EP":
+            info["flat"] = spread <= FLAT_TOLERANCE
+        else:
+            info["tape_model_mb_per_step"] = tape_mb_per_step(mode, cfg["batch"], cfg["arch"])
+            info["linear"] = fit["r2"] >= LINEAR_R2 and fit["slope_mb_per_step"] > 0
+        modes[mode] = info
+    return {"net": "quickstart", "batch": cfg["batch"], "Ts": list(cfg["Ts"]),
+            "architecture": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg["arch"].items()},
+            "ep_split": "T_nudge = round(T / 6), T_free = T - 2 T_nudge (Table II's 100:25:25)",
+            "flat_tolerance": FLAT_TOLERANCE, "linear_r2": LINEAR_R2,
+            "rows": rows, "modes": modes}
+
+
+def run_table2(cfg):
+    rows = []
+    for mode in MODES:
+        mb, secs = peak(mode, cfg["batch"], cfg["arch"], T_free=cfg["T_free"], T_nudge=cfg["T_nudge"],
+                        T_bptt=cfg["T_bptt"])
+        rows.append(dict(mode=mode, peak_mb=mb, paper_mb=PAPER_TABLE2_MB[mode], wall_s=secs))
+    by = {r["mode"]: r["peak_mb"] for r in rows}
+    return {"net": "2c2fc", "batch": cfg["batch"], "T_free": cfg["T_free"], "T_nudge": cfg["T_nudge"],
+            "T_bptt": cfg["T_bptt"],
+            "architecture": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg["arch"].items()},
+            "rows": rows,
+            "bptt_over_ep": {"SNN": by["SNN BPTT"] / by["SNN EP"], "CRNN": by["CRNN BPTT"] / by["CRNN EP"]},
+            "paper_bptt_over_ep": {"SNN": PAPER_TABLE2_MB["SNN BPTT"] / PAPER_TABLE2_MB["SNN EP"],
+                                   "CRNN": PAPER_TABLE2_MB["CRNN BPTT"] / PAPER_TABLE2_MB["CRNN EP"]},
+            "note": ("ours: peak of the NumPy arrays alone (tracemalloc; CuPy: memory pool total); "
+                     "paper: GPU totals of PyTorch code, with the CUDA context and the caching "
+                     "allocator's overhead. Compare the BPTT / EP ratios, not the megabytes.")}
+
+
+def run(quick):
+    s = settings(quick)
+    load_before = os.getloadavg()
+    xp = backend.get_xp()
+    result = {
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": bench_ops.machine_info(xp),
+        "quick": quick,
+        "dtype": "float32",
+        "method": ("tracemalloc peak of one training step (NumPy)" if backend.get_backend() == "numpy"
+                   else "CuPy memory pool total after one training step"),
+        "sweep": run_sweep(s["sweep"]),
+    }
+    if s["table2"] is not None:
+        result["table2"] = run_table2(s["table2"])
+    result["loadavg_1min"] = {"before": load_before[0], "after": os.getloadavg()[0]}
+    return result
+
+
+def print_table(result):
+    sw = result["sweep"]
+    print(f"peak MB of one training step, quickstart net, batch {sw['batch']} ({result['method']})"
+          + ("   [--quick]" if result["quick"] else ""))
+    print(f"{'mode':<10} " + " ".join(f"{'T=' + str(T):>9}" for T in sw["Ts"])
+          + f" {'MB/step':>9} {'R^2':>6} {'spread':>7}")
+    for mode in MODES:
+        ys = [r["peak_mb"] for r in sw["rows"] if r["mode"] == mode]
+        m = sw["modes"][mode]
+        print(f"{mode:<10} " + " ".join(f"{y:9.1f}" for y in ys)
+              + f" {m['slope_mb_per_step']:9.3f} {m['r2']:6.3f} {100 * m['spread']:6.1f}%")
+    for mode in MODES:
+        m = sw["modes"][mode]
+        if "tape_model_mb_per_step" in m:
+            print(f"{mode}: {m['slope_mb_per_step']:.3f} MB/step measured, "
+                  f"{m['tape_model_mb_per_step']:.3f} MB/step predicted from the tape's arrays")
+    t2 = result.get("table2")
+    if t2:
+        print(f"Table II protocol (batch {t2['batch']}, 2C2FC, EP {t2['T_free']}+{t2['T_nudge']}+"
+              f"{t2['T_nudge']}, BPTT {t2['T_bptt']}):")
+        for r in t2["rows"]:
+            print(f"  {r['mode']:<10} {r['peak_mb']:9.1f} MB   (paper {r['paper_mb']:.0f} MB)")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="quickstart net, tiny T, no Table II: a smoke run")
+    parser.add_argument("--out", default=None,
+                        help=f"JSON output (default {DEFAULT_OUT}; with --quick {QUICK_OUT})")
+    args = parser.parse_args(argv)
+    out = args.out or str(QUICK_OUT if args.quick else DEFAULT_OUT)
+    result = run(args.quick)
+    bench_ops.write_json(result, out)
+    print_table(result)
+    print(f"wrote {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
