@@ -35,6 +35,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import bench_ops  # noqa: E402  (machine_info, write_json)
+from bench_network import PAPER_2C2FC, QUICKSTART  # noqa: E402  (the two architectures)
 
 from minimal_ep import backend  # noqa: E402
 from minimal_ep.memory import MODES, training_step_peak_mb  # noqa: E402
@@ -44,10 +45,6 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 DEFAULT_OUT = RESULTS / "memory.json"
 QUICK_OUT = RESULTS / "quick" / "memory.json"
 
-QUICKSTART = dict(conv_channels=(16, 32), hidden=(128,), kernel_size=3, padding=0, pool="avg",
-                  eps=0.3, lam=0.3)
-PAPER_2C2FC = dict(conv_channels=(128, 256), hidden=(512,), kernel_size=3, padding=0, pool="avg",
-                   eps=0.9, lam=0.6)
 # Paper Table II, MEM column (MB): GPU totals of the paper's PyTorch code.
 PAPER_TABLE2_MB = {"SNN EP": 321.0, "SNN BPTT": 2171.0, "CRNN EP": 309.0, "CRNN BPTT": 3018.0}
 FLAT_TOLERANCE = 0.10          # EP: (max - min) / min of the sweep's peaks
