@@ -28,6 +28,29 @@ duplicate indices).
 """
 from .backend import get_array_module
 
+# ----------------------------------------------------------------------------- scratch buffers
+# A dynamics step calls the same convolutions on the same shapes hundreds of times. Their column
+# matrices are temporaries (10-200 MB for the paper's network) that never leave this module; a
+# fresh allocation of that size costs page faults on every step (~15% of a 2C2FC step), so they
+# are kept and reused, one per (role, shape, dtype, backend). Never return a scratch array.
+_SCRATCH = {}
+_SCRATCH_MAX = 16            # buffers kept at once (5 per small-map conv layer); more: start over
+
+
+def _scratch(xp, role, shape, dtype):
+    """A reusable uninitialised array for the temporary ``role`` (its contents are garbage)."""
+    key = (role, tuple(shape), str(dtype), xp.__name__)
+    if key not in _SCRATCH:
+        if len(_SCRATCH) >= _SCRATCH_MAX:
+            _SCRATCH.clear()
+        _SCRATCH[key] = xp.empty(shape, dtype=dtype)
+    return _SCRATCH[key]
+
+
+def clear_scratch():
+    """Release the scratch buffers (memory measurements start from an empty cache)."""
+    _SCRATCH.clear()
+
 
 def _pair(v, name):
     """(v, v) for an int, or a validated pair."""
@@ -153,9 +176,11 @@ def _im2col_gemm(x, KH, KW, stride, padding):
     N, C, H, W = x.shape
     OH, OW = conv_output_size(H, KH, stride, padding), conv_output_size(W, KW, stride, padding)
     # one copy both transposes to channels-first and zero-pads (no separate xp.pad copy)
-    img = xp.zeros((C, N, H + 2 * padding, W + 2 * padding), dtype=x.dtype)
+    img = _scratch(xp, "im2col_img", (C, N, H + 2 * padding, W + 2 * padding), x.dtype)
+    if padding:
+        img.fill(0)
     img[:, :, padding:padding + H, padding:padding + W] = x.transpose(1, 0, 2, 3)   # (C, N, Hp, Wp)
-    col = xp.empty((C, KH, KW, N, OH, OW), dtype=x.dtype)
+    col = _scratch(xp, "col", (C * KH * KW, N * OH * OW), x.dtype).reshape(C, KH, KW, N, OH, OW)
     for p in range(KH):                      # one kernel offset at a time: a strided slice
         for q in range(KW):
             col[:, p, q] = img[:, :, p:p + stride * OH:stride, q:q + stride * OW:stride]  # (C, N, OH, OW)
@@ -168,12 +193,13 @@ def _col2im_gemm(col, x_shape, KH, KW, stride, padding):
     N, C, H, W = x_shape
     OH, OW = conv_output_size(H, KH, stride, padding), conv_output_size(W, KW, stride, padding)
     col = col.reshape(C, KH, KW, N, OH, OW)
-    img = xp.zeros((C, N, H + 2 * padding, W + 2 * padding), dtype=col.dtype)
+    img = _scratch(xp, "col2im_img", (C, N, H + 2 * padding, W + 2 * padding), col.dtype)
+    img.fill(0)
     for p in range(KH):                      # overlapping windows summed in a fixed order
         for q in range(KW):
             img[:, :, p:p + stride * OH:stride, q:q + stride * OW:stride] += col[:, p, q]
     img = img[:, :, padding:padding + H, padding:padding + W]                # (C, N, H, W) view
-    return xp.ascontiguousarray(img.transpose(1, 0, 2, 3))                   # (N, C, H, W)
+    return img.transpose(1, 0, 2, 3).copy()                                  # (N, C, H, W), a new array
 
 
 def _per_sample(OH, OW):
@@ -220,8 +246,9 @@ def conv2d(x, w, b=None, stride=1, padding=0):
         y = (w_mat @ col).reshape(N, C_out, OH, OW)           # one product per sample
     else:
         col = _im2col_gemm(x, KH, KW, stride, padding)       # (C*KH*KW, N*OH*OW)
-        y = w_mat @ col                                       # (C_out, N*OH*OW): the whole batch at once
-        y = xp.ascontiguousarray(y.reshape(C_out, N, OH, OW).transpose(1, 0, 2, 3))   # (N, C_out, OH, OW)
+        out = _scratch(xp, "gemm_out", (C_out, N * OH * OW), x.dtype)
+        y = xp.matmul(w_mat, col, out=out)                    # (C_out, N*OH*OW): the whole batch at once
+        y = y.reshape(C_out, N, OH, OW).transpose(1, 0, 2, 3).copy()   # (N, C_out, OH, OW), a new array
     if b is not None:
         y += b.reshape(1, C_out, 1, 1)
     return y
@@ -266,8 +293,10 @@ def conv_transpose2d(y, w, stride=1, padding=0, output_size=None):
     if _per_sample(OH, OW):
         col = w_mat_T @ y.reshape(N, C_out, OH * OW)                            # (N, C*KH*KW, OH*OW)
         return col2im(col, (N, C, H, W), KH, KW, stride, padding)
-    y_mat = xp.ascontiguousarray(y.transpose(1, 0, 2, 3)).reshape(C_out, N * OH * OW)  # (C_out, N*OH*OW)
-    col = w_mat_T @ y_mat                                                       # (C*KH*KW, N*OH*OW)
+    y_mat = _scratch(xp, "gemm_in", (C_out, N, OH, OW), y.dtype)
+    y_mat[...] = y.transpose(1, 0, 2, 3)
+    y_mat = y_mat.reshape(C_out, N * OH * OW)                                   # (C_out, N*OH*OW)
+    col = xp.matmul(w_mat_T, y_mat, out=_scratch(xp, "col", (C * KH * KW, N * OH * OW), y.dtype))
     return _col2im_gemm(col, (N, C, H, W), KH, KW, stride, padding)            # (N, C, H, W)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import backend
 from .bptt import bptt_gradients
+from .conv import clear_scratch
 from .ep import ep_gradients
 from .network import build_network
 from .optim import SGD
@@ -49,6 +50,7 @@ def training_step_peak_mb(mode, batch=10, T_free=100, T_nudge=25, T_bptt=150, co
     if cupy is not None:
         pool = cupy.get_default_memory_pool()
         pool.free_all_blocks()
+    clear_scratch()                    # the step's own column buffers count towards its peak
     tracemalloc.start()
     try:
         net = build_network(input_shape=input_shape, conv_channels=conv_channels, hidden=hidden,

@@ -4,6 +4,7 @@ import pytest
 from scipy import signal
 
 from minimal_ep import col2im, conv2d, conv2d_weight, conv_transpose2d, im2col, to_numpy
+from minimal_ep.conv import clear_scratch
 from conftest import rel_err
 from reference import conv2d_loop, conv2d_weight_loop, conv_transpose2d_loop
 
@@ -89,6 +90,25 @@ def test_col2im_counts_window_overlaps(xp):
     rows = np.array([1, 2, 3, 2, 1])
     cols = np.array([1, 2, 3, 3, 2, 1])
     np.testing.assert_array_equal(counts, np.outer(rows, cols))
+
+
+@pytest.mark.parametrize("case", CASES + [(1, 1, 7, 7, 1, 3, 3, 1, 0)], ids=IDS + ["N=C=C_out=1"])
+def test_results_are_new_arrays_not_scratch_buffers(xp, rng, case):
+    """The ops reuse internal column buffers; a later call must never change an earlier result."""
+    N, C, H, W, C_out, KH, KW, stride, padding = case
+    kw = dict(stride=stride, padding=padding)
+    x, w = _draw(rng, xp, N, C, H, W), _draw(rng, xp, C_out, C, KH, KW)
+    clear_scratch()                                    # room for every buffer: the second call reuses them
+    y = conv2d(x, w, **kw)
+    xt = conv_transpose2d(y, w, output_size=(H, W), **kw)
+    gw = conv2d_weight(x, y, (KH, KW), **kw)
+    kept = [to_numpy(a).copy() for a in (y, xt, gw)]
+    x2, w2 = 2 * x + 1, w - 1                          # same shapes, other values: the same buffers
+    y2 = conv2d(x2, w2, **kw)
+    conv_transpose2d(y2, w2, output_size=(H, W), **kw)
+    conv2d_weight(x2, y2, (KH, KW), **kw)
+    for a, k in zip((y, xt, gw), kept):
+        assert np.array_equal(to_numpy(a), k)
 
 
 def test_col2im_is_deterministic(xp, rng):

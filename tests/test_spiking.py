@@ -154,7 +154,9 @@ def test_ep_memory_is_flat_in_T_and_bptt_memory_grows():
     kw = dict(batch=4, conv_channels=(8, 16), hidden=(32,))
     for mode in ("SNN", "CRNN"):
         ep = [training_step_peak_mb(f"{mode} EP", T_free=T, T_nudge=T // 4, **kw) for T in (50, 200)]
-        bptt = [training_step_peak_mb(f"{mode} BPTT", T_bptt=T, **kw) for T in (50, 200)]
+        # BPTT's peak is a + b*T (fixed buffers + the tape): from T to 4T it grows (a + 4bT)/(a + bT),
+        # which tends to 4 once the tape dominates; T = 100 is long enough for that on this tiny net
+        bptt = [training_step_peak_mb(f"{mode} BPTT", T_bptt=T, **kw) for T in (100, 400)]
         print(mode, "EP MB", ep, "BPTT MB", bptt)
         assert abs(ep[1] - ep[0]) <= 0.1 * ep[0]
         assert bptt[1] >= 3 * bptt[0]
