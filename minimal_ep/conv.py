@@ -30,9 +30,9 @@ from .backend import get_array_module
 
 # ----------------------------------------------------------------------------- scratch buffers
 # A dynamics step calls the same convolutions on the same shapes hundreds of times. Their column
-# matrices are temporaries (15-70 MB for the paper's network at batch 125) that never leave this module; a
-# fresh allocation of that size costs page faults on every step (~20% of a 2C2FC step), so they
-# are kept and reused, one per (role, shape, dtype, backend). Never return a scratch array.
+# matrices are temporaries that never leave this module (15-70 MB each for the paper's network at
+# batch 125); a fresh allocation of that size costs page faults on every step (~20% of a 2C2FC
+# step), so they are kept and reused, one per (role, shape, dtype, backend). Never return one.
 _SCRATCH = {}
 _SCRATCH_MAX = 16            # buffers kept at once (5 per small-map conv layer); more: start over
 
