@@ -150,19 +150,25 @@ assert all(np.allclose(a, b, rtol=0, atol=1e-12) for a, b in zip(by_hand[1:], by
 # the log plot (geometric convergence), steeper for larger eps, down to round-off.
 
 # %%
-free = {}
-plt.figure(figsize=(6, 3.5))
-for eps in (1.0, 0.8, 0.5):
-    net.eps = eps                                        # same weights, another step size
-    free[eps] = net.free_phase(x, T, record=True)
-    plt.semilogy(free[eps].history, label=f"eps = {eps}")
-    print(f"eps = {eps}: residual after {T} steps {free[eps].residual:.1e}")
-plt.xlabel("step t")
-plt.ylabel("||s^t - s^(t-1)|| per image")
-plt.title("free phase, default weights")
-plt.legend()
-plt.tight_layout()
-plt.show()
+def settle_plot(model, title, eps_values=(1.0, 0.8, 0.5)):
+    """Free phases of one net (same weights) for several eps; plots the residuals, returns the states."""
+    states = {}
+    plt.figure(figsize=(6, 3.5))
+    for eps in eps_values:
+        model.eps = eps                                  # same weights, another step size
+        states[eps] = model.free_phase(x, T, record=True)
+        plt.semilogy(states[eps].history, label=f"eps = {eps}")
+        print(f"eps = {eps}: residual after {T} steps {states[eps].residual:.1e}")
+    plt.xlabel("step t")
+    plt.ylabel("||s^t - s^(t-1)|| per image")
+    plt.title(title)
+    plt.legend()
+    plt.tight_layout()
+    plt.show()
+    return states
+
+
+free = settle_plot(net, "free phase, default weights")
 assert free[1.0].residual < 1e-8 and free[0.8].residual < 1e-6
 
 # %% [markdown]
@@ -193,19 +199,7 @@ assert fp_err < 1e-8 and gaps[0.8] < 1e-5
 # %%
 big = mep.build_network(input_shape=(1, 28, 28), conv_channels=(8, 16), hidden=(32,), pool="avg",
                         loss="mse", dtype="float64", seed=0, eps=1.0, init_scale=3.0)
-cyc = {}
-plt.figure(figsize=(6, 3.5))
-for eps in (1.0, 0.8, 0.5):
-    big.eps = eps
-    cyc[eps] = big.free_phase(x, T, record=True)
-    plt.semilogy(cyc[eps].history, label=f"eps = {eps}")
-    print(f"eps = {eps}: residual after {T} steps {cyc[eps].residual:.1e}")
-plt.xlabel("step t")
-plt.ylabel("||s^t - s^(t-1)|| per image")
-plt.title("free phase, weights x 3")
-plt.legend()
-plt.tight_layout()
-plt.show()
+cyc = settle_plot(big, "free phase, weights x 3")
 assert cyc[1.0].residual > 0.1 and cyc[0.8].residual < 1e-2
 
 # %% [markdown]
