@@ -39,7 +39,7 @@ from bench_network import PAPER_2C2FC, QUICKSTART  # noqa: E402  (the two archit
 
 from minimal_ep import backend  # noqa: E402
 from minimal_ep.memory import MODES, training_step_peak_mb  # noqa: E402
-from minimal_ep.network import build_network  # noqa: E402
+from minimal_ep import build_network  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 DEFAULT_OUT = RESULTS / "memory.json"

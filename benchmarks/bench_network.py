@@ -53,9 +53,9 @@ import bench_ops  # noqa: E402  (machine_info, gemm_peak, time_call, write_json,
 
 from minimal_ep import backend  # noqa: E402
 from minimal_ep.bptt import bptt_gradients  # noqa: E402
-from minimal_ep.conv import _per_sample  # noqa: E402  (the product layout conv2d chooses)
+from minimal_ep.fast import _per_sample  # noqa: E402  (the product layout conv2d chooses)
 from minimal_ep.ep import ep_gradients  # noqa: E402
-from minimal_ep.network import build_network  # noqa: E402
+from minimal_ep import build_network  # noqa: E402
 from minimal_ep.optim import SGD  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
@@ -178,7 +178,7 @@ def _layer_geometry(net, n):
     """Conv layer n: (C_in, C_out, KH*KW, OH*OW)."""
     C_in = net.shapes[n - 1][0]
     C_out = net.shapes[n][0]
-    OH, OW = net.conv_out[n]
+    OH, OW = net.layers[n].conv_size
     return C_in, C_out, net.kernel_size ** 2, OH * OW
 
 
@@ -212,7 +212,7 @@ def gemm_products(net, N):
     def conv_forward(group, n, times=1):
         C_in, C_out, KK, P = _layer_geometry(net, n)
         K = C_in * KK
-        if _per_sample(*net.conv_out[n]):
+        if _per_sample(*net.layers[n].conv_size):
             prod(group, f"conv{n} forward (per sample)", ((C_out, K), "C"), ((N, K, P), "C"), batch=N,
                  times=times)
         else:
@@ -221,7 +221,7 @@ def gemm_products(net, N):
     def conv_backward(group, n):            # conv_transpose2d with w_n, into layer n-1
         C_in, C_out, KK, P = _layer_geometry(net, n)
         K = C_in * KK
-        if _per_sample(*net.conv_out[n]):
+        if _per_sample(*net.layers[n].conv_size):
             prod(group, f"conv{n} backward (per sample)", ((K, C_out), "T"), ((N, C_out, P), "C"),
                  batch=N)
         else:
@@ -230,7 +230,7 @@ def gemm_products(net, N):
     def conv_weight(group, n, times):       # conv2d_weight: tensordot -> one dot
         C_in, C_out, KK, P = _layer_geometry(net, n)
         K = C_in * KK
-        b_layout = "C" if _per_sample(*net.conv_out[n]) else "T"
+        b_layout = "C" if _per_sample(*net.layers[n].conv_size) else "T"
         prod(group, f"conv{n} weight gradient", ((C_out, N * P), "C"), ((N * P, K), b_layout),
              call="dot", times=times)
 

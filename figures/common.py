@@ -360,12 +360,12 @@ def measure_routes(net, x, y, beta, T_free, T_nudge, batch_size, layers=None):
     """Forward and backward routes of the given layers during the nudged phase (paper Figs. 2-3).
 
     For each batch: a free phase of T_free steps, then T_nudge nudged steps (+beta, MSE towards the
-    label). After every nudged step the messages s = net.messages(state) (states for the CRNN,
-    spikes for the SNN) give, for layer n,
+    label). Every nudged step t reads the messages s = net.messages(state) of step t-1 (states for
+    the CRNN, spikes for the SNN); they give, for layer n,
 
         X_fwd = s_{n-1},  Y_fwd = P(w_n * X_fwd)                          (net.forward_route)
         X_bwd = s_{n+1},  Y_bwd = w_{n+1} ~* P^-1(X_bwd)  (net.backward_route, with the
-                                   max-pooling indices of layer n+1's forward route of the same step)
+                                   max-pooling indices step t used, ``state.idx``)
 
     the two terms of layer n's total input (Eq. 9, without bias). Returned per layer n (host arrays):
 
@@ -392,15 +392,14 @@ def measure_routes(net, x, y, beta, T_free, T_nudge, batch_size, layers=None):
         N = len(yb)
         free = net.free_phase(xb, T_free)
         residuals.append(free.residual)
-        st, target = free.copy(), net.one_hot(net.check_labels(yb, N))
+        st, nudge = free, net.nudge_towards(yb, beta)
         sums = {n: {k: 0.0 for k in keys} for n in layers}
         for _ in range(T_nudge):
-            st.xi = net.step(st, target, beta)
-            s = net.messages(st)
+            s = net.messages(st)                       # what the layers send at step t-1 ...
+            st = net.step(st, nudge)                   # ... and the indices step t pooled them with
             for n in layers:
                 y_fwd, _ = net.forward_route(n, s[n - 1])
-                _, idx_next = net.forward_route(n + 1, s[n])
-                y_bwd = net.backward_route(n, s[n + 1], idx_next)
+                y_bwd = net.backward_route(n, s[n + 1], st.idx[n + 1])
                 vals = {"X_fwd": s[n - 1], "Y_fwd": y_fwd, "X_bwd": s[n + 1], "Y_bwd": y_bwd}
                 o = out[n]
                 for k, v in vals.items():

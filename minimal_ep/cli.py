@@ -77,7 +77,7 @@ def _gradcheck(args):
     kw = dict(input_shape=(1, 12, 12), conv_channels=(4, 8), kernel_size=3, padding=1, pool=args.pool,
               hidden=(16,), n_classes=4, loss=args.loss, dtype="float64", seed=args.seed)
     x, y = rng.random((args.batch, 1, 12, 12)), rng.integers(0, 4, args.batch)
-    from .network import build_network
+    from .build import build_network
     net = build_network(eps=args.eps, **kw)
     print(f"CRNN, pool={args.pool}, loss={args.loss}, eps={args.eps}, float64, batch {args.batch}, "
           f"T = {args.T}, beta = {args.beta}; FD on {args.fd_entries} entries per tensor")

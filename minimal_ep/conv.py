@@ -8,10 +8,12 @@ KH, KW kernel height and width, OH, OW output height and width. (F is kept for t
     y[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q] * xpad[n, c, i*stride + p, j*stride + q]
 
 ``im2col`` lays every receptive field out as a column, (N, C*KH*KW, OH*OW), so that the convolution
-is the matrix product ``w.reshape(C_out, C*KH*KW) @ col[n]`` for every sample n. That is how the ops
-run on wide maps (256 pixels or more). On small maps each product would be too thin for BLAS, so
-conv2d and its two adjoints use the same columns with the batch moved next to the pixels,
-(C*KH*KW, N*OH*OW) (see :func:`_im2col_gemm`): then the whole batch is ONE large matrix product.
+is the matrix product ``w.reshape(C_out, C*KH*KW) @ col[n]`` for every sample n.
+
+This module is the readable path: each op is a few lines around im2col or col2im. The same numbers,
+arranged for speed (the batch next to the pixels, reused buffers), are in :mod:`minimal_ep.fast`,
+which the ops hand over to when ``fast.ENABLED`` is true (the default; ``MINIMAL_EP_FAST=0`` or
+``fast.use(False)`` keeps everything here, for stepping through in a debugger).
 
 ``conv_transpose2d`` is the exact adjoint of ``conv2d`` with respect to x,
 ``<conv2d(x, w), y> == <x, conv_transpose2d(y, w)>``: it multiplies by the transposed weight matrix
@@ -26,31 +28,8 @@ col2im adds with ``+=`` into the padded image one offset at a time, so overlappi
 summed in a fixed order, deterministically, and identically under CuPy (no scatter with
 duplicate indices).
 """
+from . import fast
 from .backend import get_array_module
-
-# ----------------------------------------------------------------------------- scratch buffers
-# A dynamics step calls the same convolutions on the same shapes hundreds of times. Their column
-# matrices are temporaries that never leave this module (15-70 MB each for the paper's network at
-# batch 125); a fresh allocation of that size costs page faults on every step (~20% of a 2C2FC
-# step), so they are kept and reused, one per (role, shape, dtype, backend). Never return one.
-_SCRATCH = {}
-_SCRATCH_MAX = 16            # buffers kept at once (5 per small-map conv layer); more: start over
-
-
-def _scratch(xp, role, shape, dtype):
-    """A reusable uninitialised array for the temporary ``role`` (its contents are garbage)."""
-    key = (role, tuple(shape), str(dtype), xp.__name__)
-    if key not in _SCRATCH:
-        if len(_SCRATCH) >= _SCRATCH_MAX:
-            _SCRATCH.clear()
-        _SCRATCH[key] = xp.empty(shape, dtype=dtype)
-    return _SCRATCH[key]
-
-
-def clear_scratch():
-    """Release the scratch buffers (memory measurements start from an empty cache)."""
-    _SCRATCH.clear()
-
 
 def _pair(v, name):
     """(v, v) for an int, or a validated pair."""
@@ -151,67 +130,6 @@ def col2im(col, x_shape, KH, KW, stride=1, padding=0):
     return xp.ascontiguousarray(img[:, :, padding:padding + H, padding:padding + W])
 
 
-# Why a second column layout. With im2col's (N, C*KH*KW, OH*OW) the convolution is N separate
-# matrix products, each only OH*OW columns wide (121 for the 11x11 maps of conv-2), and BLAS runs
-# such thin products far below its peak. Moving the batch next to the pixels, (C*KH*KW, N*OH*OW),
-# makes it ONE product with N*OH*OW columns. The price is a transposing copy of the image and one
-# of the result, each C*KH*KW (or C_out) times smaller than the columns themselves. The same columns,
-# the same loop over kernel offsets; only the order of the axes in memory differs.
-
-def _im2col_gemm(x, KH, KW, stride, padding):
-    """:func:`im2col` with the batch moved next to the pixels, for one large matrix product.
-
-    Parameters
-    ----------
-    x : (N, C, H, W) ndarray
-    KH, KW, stride, padding : int
-        As in :func:`im2col` (already validated by the caller).
-
-    Returns
-    -------
-    col : (C*KH*KW, N*OH*OW) ndarray
-        ``col[(c*KH + p)*KW + q, (n*OH + i)*OW + j] == xpad[n, c, i*stride + p, j*stride + q]``.
-    """
-    xp = get_array_module(x)
-    N, C, H, W = x.shape
-    OH, OW = conv_output_size(H, KH, stride, padding), conv_output_size(W, KW, stride, padding)
-    # one copy both transposes to channels-first and zero-pads (no separate xp.pad copy)
-    img = _scratch(xp, "im2col_img", (C, N, H + 2 * padding, W + 2 * padding), x.dtype)
-    if padding:
-        img.fill(0)
-    img[:, :, padding:padding + H, padding:padding + W] = x.transpose(1, 0, 2, 3)   # (C, N, Hp, Wp)
-    col = _scratch(xp, "col", (C * KH * KW, N * OH * OW), x.dtype).reshape(C, KH, KW, N, OH, OW)
-    for p in range(KH):                      # one kernel offset at a time: a strided slice
-        for q in range(KW):
-            col[:, p, q] = img[:, :, p:p + stride * OH:stride, q:q + stride * OW:stride]  # (C, N, OH, OW)
-    return col.reshape(C * KH * KW, N * OH * OW)
-
-
-def _col2im_gemm(col, x_shape, KH, KW, stride, padding):
-    """:func:`col2im` for the columns of :func:`_im2col_gemm`: (C*KH*KW, N*OH*OW) -> (N, C, H, W)."""
-    xp = get_array_module(col)
-    N, C, H, W = x_shape
-    OH, OW = conv_output_size(H, KH, stride, padding), conv_output_size(W, KW, stride, padding)
-    col = col.reshape(C, KH, KW, N, OH, OW)
-    img = _scratch(xp, "col2im_img", (C, N, H + 2 * padding, W + 2 * padding), col.dtype)
-    img.fill(0)
-    for p in range(KH):                      # overlapping windows summed in a fixed order
-        for q in range(KW):
-            img[:, :, p:p + stride * OH:stride, q:q + stride * OW:stride] += col[:, p, q]
-    img = img[:, :, padding:padding + H, padding:padding + W]                # (C, N, H, W) view
-    return img.transpose(1, 0, 2, 3).copy()                                  # (N, C, H, W), a new array
-
-
-def _per_sample(OH, OW):
-    """Whether one product per sample is already wide enough for BLAS (maps of 256+ pixels).
-
-    Wide maps (the first layer's 26x26) run fastest as N products straight into NCHW, with im2col's
-    own layout; small maps (11x11) as one product over the whole batch, with the layout of
-    :func:`_im2col_gemm` and a transposing copy back to NCHW.
-    """
-    return OH * OW >= 256
-
-
 def conv2d(x, w, b=None, stride=1, padding=0):
     """2-d cross-correlation, NCHW: the *forward route* ``w * x`` of a convolutional layer.
 
@@ -239,16 +157,12 @@ def conv2d(x, w, b=None, stride=1, padding=0):
     if b is not None and (b.shape != (C_out,) or b.dtype != x.dtype):
         raise ValueError(f"conv2d: b has shape {b.shape} and dtype {b.dtype}, expected ({C_out},) "
                          f"and {x.dtype}")
-    xp = get_array_module(x, w)
-    w_mat = w.reshape(C_out, C * KH * KW)
-    if _per_sample(OH, OW):
-        col = im2col(x, KH, KW, stride, padding)             # (N, C*KH*KW, OH*OW)
-        y = (w_mat @ col).reshape(N, C_out, OH, OW)           # one product per sample
+    if fast.ENABLED:
+        y = fast.conv2d(x, w, stride, padding)
     else:
-        col = _im2col_gemm(x, KH, KW, stride, padding)       # (C*KH*KW, N*OH*OW)
-        out = _scratch(xp, "gemm_out", (C_out, N * OH * OW), x.dtype)
-        y = xp.matmul(w_mat, col, out=out)                    # (C_out, N*OH*OW): the whole batch at once
-        y = y.reshape(C_out, N, OH, OW).transpose(1, 0, 2, 3).copy()   # (N, C_out, OH, OW), a new array
+        w_mat = w.reshape(C_out, C * KH * KW)                    # (C_out, C*KH*KW)
+        col = im2col(x, KH, KW, stride, padding)                 # (N, C*KH*KW, OH*OW)
+        y = (w_mat @ col).reshape(N, C_out, OH, OW)              # one product per sample
     if b is not None:
         y += b.reshape(1, C_out, 1, 1)
     return y
@@ -288,16 +202,11 @@ def conv_transpose2d(y, w, stride=1, padding=0, output_size=None):
     if H < 1 or W < 1 or _geometry(H, W, KH, KW, stride, padding, "conv_transpose2d") != (OH, OW):
         raise ValueError(f"conv_transpose2d: output_size {(H, W)} does not convolve back to "
                          f"{(OH, OW)} with kernel {KH}x{KW}, stride {stride}, padding {padding}")
-    xp = get_array_module(y, w)
-    w_mat_T = w.reshape(C_out, C * KH * KW).T                                   # (C*KH*KW, C_out)
-    if _per_sample(OH, OW):
-        col = w_mat_T @ y.reshape(N, C_out, OH * OW)                            # (N, C*KH*KW, OH*OW)
-        return col2im(col, (N, C, H, W), KH, KW, stride, padding)
-    y_mat = _scratch(xp, "gemm_in", (C_out, N, OH, OW), y.dtype)
-    y_mat[...] = y.transpose(1, 0, 2, 3)
-    y_mat = y_mat.reshape(C_out, N * OH * OW)                                   # (C_out, N*OH*OW)
-    col = xp.matmul(w_mat_T, y_mat, out=_scratch(xp, "col", (C * KH * KW, N * OH * OW), y.dtype))
-    return _col2im_gemm(col, (N, C, H, W), KH, KW, stride, padding)            # (N, C, H, W)
+    if fast.ENABLED:
+        return fast.conv_transpose2d(y, w, (N, C, H, W), stride, padding)
+    w_mat_T = w.reshape(C_out, C * KH * KW).T                             # (C*KH*KW, C_out)
+    col = w_mat_T @ y.reshape(N, C_out, OH * OW)                          # (N, C*KH*KW, OH*OW)
+    return col2im(col, (N, C, H, W), KH, KW, stride, padding)
 
 
 def conv2d_weight(x, gy, kernel_size, stride=1, padding=0):
@@ -329,12 +238,8 @@ def conv2d_weight(x, gy, kernel_size, stride=1, padding=0):
     if Ng != N or (OH, OW) != expected:
         raise ValueError(f"conv2d_weight: gy has shape {gy.shape}, expected ({N}, C_out, "
                          f"{expected[0]}, {expected[1]}) for x {x.shape} and a {KH}x{KW} kernel")
-    if _per_sample(OH, OW):
-        col = im2col(x, KH, KW, stride, padding)                             # (N, C*KH*KW, OH*OW)
-        gw = xp.tensordot(gy.reshape(N, C_out, OH * OW), col, axes=((0, 2), (0, 2)))  # (C_out, C*KH*KW)
-        return gw.reshape(C_out, C, KH, KW)
-    col = _im2col_gemm(x, KH, KW, stride, padding)                           # (C*KH*KW, N*OH*OW)
-    gy_mat = xp.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(C_out, N * OH * OW)  # (C_out, N*OH*OW)
-    # one product sums over the batch and the pixels at once: gy_mat @ col.T (col.T is a view)
-    gw = xp.tensordot(gy_mat, col, axes=((1,), (1,)))                         # (C_out, C*KH*KW)
+    if fast.ENABLED:
+        return fast.conv2d_weight(x, gy, KH, KW, stride, padding)
+    col = im2col(x, KH, KW, stride, padding)                               # (N, C*KH*KW, OH*OW)
+    gw = xp.tensordot(gy.reshape(N, C_out, OH * OW), col, axes=((0, 2), (0, 2)))   # (C_out, C*KH*KW)
     return gw.reshape(C_out, C, KH, KW)

@@ -13,17 +13,7 @@ from every internal variable of the free state (xi, d, V, spikes), and dPhi/dthe
 continuous states xi (Eq. 11). The readout of the cross-entropy loss lies outside Phi: its gradient
 is dL/dw_out averaged over the nudged states (docs/equations.md §2).
 """
-import math
-
 ESTIMATORS = ("symmetric", "one-sided")
-
-
-def check_beta(beta):
-    """beta as a float; ValueError when it is zero or not finite."""
-    beta = float(beta)
-    if beta == 0.0 or not math.isfinite(beta):
-        raise ValueError(f"beta must be a finite non-zero number, got {beta!r}")
-    return beta
 
 
 def ep_gradients(net, x, y, beta, T_free, T_nudge, estimator="symmetric", free_state=None,
@@ -55,14 +45,14 @@ def ep_gradients(net, x, y, beta, T_free, T_nudge, estimator="symmetric", free_s
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; allowed: {', '.join(ESTIMATORS)}")
-    beta = check_beta(beta)
+    nudge = net.nudge_towards(y, beta)                               # checks y and beta, once
     net.check_steps(T_nudge, "T_nudge")
     if free_state is None:
         free_state = net.free_phase(x, net.check_steps(T_free, "T_free"))
-    y = net.check_labels(y, len(free_state.xi[0]))
-    states = {"free": free_state, "plus": net.nudged_phase(free_state, y, beta, T_nudge)}
+    y, beta = net.check_labels(y, len(free_state.xi[0])), nudge.beta
+    states = {"free": free_state, "plus": net.relax(free_state, T_nudge, nudge)}
     if estimator == "symmetric":
-        states["minus"] = net.nudged_phase(free_state, y, -beta, T_nudge)
+        states["minus"] = net.relax(free_state, T_nudge, nudge.flipped())
         other, scale = states["minus"], -1.0 / (2.0 * beta)          # Eq. 5
     else:
         other, scale = free_state, -1.0 / beta                       # Eq. 4
@@ -97,14 +87,13 @@ def ep_per_step_updates(net, free_state, y, beta, K):
         ``states[t][n]`` for layers n = 1..L (index 0 unused).
     params : list of dict
     """
-    beta = check_beta(beta)
-    y = net.check_labels(y, len(free_state.xi[0]))
-    state = free_state.copy()
+    nudge = net.nudge_towards(y, beta)
+    beta, state = nudge.beta, free_state
     d_prev = net.dphi_dtheta(state)
     scale = -1.0 / (beta * net.eps * len(y))
     out_s, out_p = [], []
     for _ in range(K):
-        nxt = net.nudged_phase(state, y, beta, 1)
+        nxt = net.relax(state, 1, nudge)
         d_next = net.dphi_dtheta(nxt)
         out_s.append([None] + [(b - a) * scale for a, b in zip(state.xi[1:], nxt.xi[1:])])
         out_p.append({k: -(d_next[k] - d_prev[k]) / beta for k in d_next})

@@ -150,7 +150,7 @@ def spiking_alignment(pool, x, y, batch_size=20, beta=0.2, T_free=60, T_nudge=20
         ``(weight, cos(SNN EP, SNN BPTT), cos(SNN EP, CRNN EP), cos(CRNN EP, CRNN BPTT),
         mean over batches of cos(SNN EP, SNN BPTT))`` for every weight w1, w2, ...
     """
-    from .network import build_network
+    from .build import build_network
     snn = build_network(pool=pool, spiking=True, **net_kwargs)
     crnn = build_network(pool=pool, spiking=False, **net_kwargs)
     sums = {k: [0.0, 0.0, 0.0, 0.0] for k in snn.params if k.startswith("w")}

@@ -15,9 +15,9 @@ import numpy as np
 
 from . import backend
 from .bptt import bptt_gradients
-from .conv import clear_scratch
+from .fast import clear_scratch
 from .ep import ep_gradients
-from .network import build_network
+from .build import build_network
 from .optim import SGD
 
 MODES = ("SNN EP", "SNN BPTT", "CRNN EP", "CRNN BPTT")

@@ -13,6 +13,10 @@ Max pooling (paper Eq. 12-13) returns the maximum of each window and its offset 
 adjoint of "take the values at the offsets" (:func:`gather_pool2d`). Average pooling (Eq. 15) and
 nearest-neighbour unpooling divided by alpha (Eq. 16) need no indices; alpha = F*F makes
 ``avg_unpool2d`` the exact adjoint of ``avg_pool2d``.
+
+At the bottom, the two *pooling kinds* a convolutional layer can use, :class:`MaxPool` and
+:class:`AvgPool`: each pairs P with its P^-1 and, for BPTT, with the adjoints of both. A new pooling
+kind is one more class here and one more entry in ``POOLS``; nothing else in the package changes.
 """
 from .backend import get_array_module
 
@@ -203,3 +207,66 @@ def avg_unpool2d(y, F, alpha=None, output_size=None):
     x = upsample_nearest2d(y, F, output_size)
     x *= 1.0 / alpha                                   # Eq. 16
     return x
+
+
+# ----------------------------------------------------------------------------- pooling kinds
+class MaxPool:
+    """P = max pooling with indices (Eq. 12-13), P^-1 = max unpooling at those indices (Eq. 14).
+
+    ``unpool`` is the exact adjoint of "take the values at the offsets", so Phi's gradient is exact
+    for fixed indices; the indices are piecewise constant, which BPTT takes as given.
+    """
+
+    needs_indices = True
+
+    def __init__(self, F, alpha=None):
+        self.F = F                   # alpha: unused, max unpooling puts the values back unscaled
+
+    def pool(self, z):
+        """(P(z), indices): z (N, C, H, W) -> (N, C, OH, OW) maxima and their offsets."""
+        return max_pool2d(z, self.F)
+
+    def unpool(self, y, idx, size):
+        """P^-1(y): back onto the (H, W) map ``size`` at the offsets ``idx``."""
+        return max_unpool2d(y, idx, self.F, size)
+
+    def pool_vjp(self, g, idx, size):
+        """P^T g, the adjoint of ``pool`` for fixed indices (BPTT through a forward route)."""
+        return max_unpool2d(g, idx, self.F, size)
+
+    def unpool_vjp(self, z, idx):
+        """(P^-1)^T z, the adjoint of ``unpool`` (BPTT through a backward route)."""
+        return gather_pool2d(z, idx, self.F)
+
+
+class AvgPool:
+    """P = average pooling (Eq. 15), P^-1 = nearest-neighbour upsampling divided by alpha (Eq. 16).
+
+    No indices: the forward and the backward route can never disagree about where a value came
+    from, the paper's fix for spiking networks. ``alpha = F*F`` makes P^-1 the exact adjoint of P.
+    """
+
+    needs_indices = False
+
+    def __init__(self, F, alpha=None):
+        self.F = F
+        self.alpha = float(F * F if alpha is None else alpha)
+        if not self.alpha > 0:
+            raise ValueError(f"alpha must be > 0, got {alpha}")
+
+    def pool(self, z):
+        return avg_pool2d(z, self.F), None
+
+    def unpool(self, y, idx, size):
+        return avg_unpool2d(y, self.F, self.alpha, size)
+
+    def pool_vjp(self, g, idx, size):
+        return avg_unpool2d(g, self.F, self.F * self.F, size)          # the adjoint: alpha = F*F
+
+    def unpool_vjp(self, z, idx):
+        y = avg_pool2d(z, self.F)
+        y *= self.F * self.F / self.alpha                              # (P^-1)^T = (F^2 / alpha) P
+        return y
+
+
+POOLS = {"max": MaxPool, "avg": AvgPool}

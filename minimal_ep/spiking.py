@@ -14,7 +14,9 @@ sends the innovation of r; the decoder, a low-pass filter with the same lam, und
 sum of spikes reconstructs the weighted signal w r.
 
 The spiking network (Eq. 10) keeps, per layer n, the state xi_n, the decoded input d_n, the potential
-V_n and the last spikes s_n; layers exchange only binary spikes:
+V_n and the last spikes s_n; layers exchange only binary spikes. Each layer's :class:`Channel` holds
+the encoder, the modulator and the decoder; between decoder and encoder sits the same update rule as
+in the CRNN (:func:`minimal_ep.dynamics.update`):
 
     d_n^t  = (1 - lam) d_n^{t-1} + lam phi_n(s^{t-1})               phi of Eq. 9 on spikes, no bias
     xi_n^t = clip((1 - eps) xi_n^{t-1} + eps (d_n^t + b_n), 0, 1)
@@ -26,9 +28,10 @@ Sigma-Delta modulator, every step. With ``pool="max"`` the backward route unpool
 n+1 with the indices of the forward route of the same step, computed on spikes of layer n: the
 pooling-indices mismatch of the paper (Sec. II-E). ``pool="avg"`` needs no indices (the paper's fix).
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .backend import get_array_module
+from .dynamics import State, update
 from .network import ConvergentRNN
 
 
@@ -119,9 +122,58 @@ def decode(spikes, lam=1.0, weight=None):
     return d
 
 
+# ---------------------------------------------------------------------- one layer's channel
+class Channel:
+    """What one layer sends and receives: the three pieces above, wrapped around the update rule.
+
+    A layer encodes its state as spikes on the way out (predictive encoder, Eq. 8, then Sigma-Delta,
+    Eq. 6) and decodes the weighted spikes it receives (Eq. 7). ``send_vjp`` and ``receive_vjp``, for
+    spiking BPTT, replace the threshold's derivative by a triangular surrogate.
+
+    Parameters
+    ----------
+    lam : float
+        Prediction factor of encoder and decoder, in (0, 1].
+    v_th : float
+        Sigma-Delta threshold.
+    surrogate_width : float
+        Half-width of the triangular surrogate derivative (area 1).
+    """
+
+    def __init__(self, lam, v_th, surrogate_width):
+        self.lam, self.v_th, self.surrogate_width = lam, v_th, surrogate_width
+
+    def send(self, r, r_prev, V):
+        """(spikes, new potential) for signal r with previous value r_prev: Eq. 8, then Eq. 6."""
+        return sigma_delta(predictive_encode(r, r_prev, self.lam), V, self.v_th)
+
+    def receive(self, d_prev, received):
+        """The decoded input: low-pass of the weighted spikes received (Eq. 7)."""
+        return predictive_decode(d_prev, received, self.lam)
+
+    def surrogate(self, v):
+        """``ds/dv ~= max(0, 1 - |v - V_th| / w) / w``, the triangular surrogate of the threshold."""
+        w = self.surrogate_width
+        xp = get_array_module(v)
+        return xp.maximum(1.0 - abs(v - self.v_th) * (1.0 / w), 0.0) * (1.0 / w)
+
+    def send_vjp(self, s, V, g_s, g_V):
+        """Back through ``send``: cotangents (of r, of r_prev, of the old V) from those of s and the new V.
+
+        ``V + s`` is the potential before the reset, where the threshold was applied.
+        """
+        sur = self.surrogate(V + s)
+        g_v = g_s * sur + g_V * (1.0 - sur)                   # s = H(v - V_th), V' = v - s
+        return g_v * (1.0 / self.lam), g_v * (-(1.0 - self.lam) / self.lam), g_v
+
+    def receive_vjp(self, g_d):
+        """Back through ``receive``: cotangents (of d_prev, of the received input)."""
+        return (1.0 - self.lam) * g_d, self.lam * g_d
+
+
 # ---------------------------------------------------------------------- the network
-@dataclass
-class SpikingState:
+@dataclass(kw_only=True)
+class SpikingState(State):
     """Every internal variable of a spiking network, so that a phase can restart exactly from it.
 
     Attributes
@@ -136,117 +188,81 @@ class SpikingState:
         The last spikes of every layer, ``spikes[0]`` the input's.
     x_prev : ndarray
         The input encoder's previous value (0 at rest, x after the first step).
-    idx : list
-        Max-pooling indices of the last step's forward routes (None for avg pooling).
-    spike_count, xi_sum : list of ndarray
-        Per layer, spikes and states summed over the steps of the current phase (statistics).
+    idx, residual, steps, history, tally
+        As in :class:`~minimal_ep.network.State`; ``tally`` is the phase's :class:`SpikeTally`.
     """
-    xi: list
     d: list
     V: list
     spikes: list
     x_prev: object
-    idx: list
-    spike_count: list
-    xi_sum: list
-    residual: float = float("nan")
-    steps: int = 0
-    history: list = field(default_factory=list)
 
     def copy(self):
-        c = lambda lst: [None if a is None else a.copy() for a in lst]
-        return SpikingState(c(self.xi), c(self.d), c(self.V), c(self.spikes), self.x_prev.copy(),
-                            c(self.idx), c(self.spike_count), c(self.xi_sum), self.residual,
-                            self.steps, [])
+        c = lambda lst: [None if a is None else a.copy() for a in lst]   # noqa: E731
+        return SpikingState(xi=c(self.xi), idx=self.idx, residual=self.residual, steps=self.steps,
+                            d=c(self.d), V=c(self.V), spikes=c(self.spikes), x_prev=self.x_prev.copy())
+
+
+class SpikeTally:
+    """Per layer, the spikes and the states summed over the steps of one phase (for ``spike_stats``)."""
+
+    def __init__(self, state):
+        xp = get_array_module(state.xi[0])
+        self.spike_count = [None] + [xp.zeros_like(a) for a in state.xi[1:]]
+        self.xi_sum = [None] + [xp.zeros_like(a) for a in state.xi[1:]]
+
+    def add(self, state):
+        for n in range(1, len(self.xi_sum)):
+            self.spike_count[n] += state.spikes[n]
+            self.xi_sum[n] += state.xi[n]
 
 
 class SpikingConvergentRNN(ConvergentRNN):
     """A convolutional spiking convergent RNN (the paper's "SNN"). Build it with ``build_network``.
 
-    Shares the parameters, routes, loss and dPhi/dtheta of :class:`ConvergentRNN`; only the state
-    and the step differ.
+    Shares the layers, routes, loss, update rule and dPhi/dtheta of :class:`ConvergentRNN`; only the
+    messages (spikes), the state and the channel around the update differ.
     """
 
     spiking = True
 
     def __init__(self, lam=0.6, v_th=0.5, surrogate_width=1.0, **kwargs):
-        if not 0 < lam <= 1:
-            raise ValueError(f"lam must be in (0, 1], got {lam}")
-        if not surrogate_width > 0:
-            raise ValueError(f"surrogate_width must be > 0, got {surrogate_width}")
         super().__init__(**kwargs)
-        self.lam, self.v_th, self.surrogate_width = float(lam), float(v_th), float(surrogate_width)
+        self.lam, self.v_th, self.surrogate_width = lam, v_th, surrogate_width
+        self.channel = Channel(lam, v_th, surrogate_width)
 
     def init_state(self, x):
-        zeros = lambda sh: self.xp.zeros((len(x),) + sh, dtype=self.dtype)
+        zeros = lambda sh: self.xp.zeros((len(x),) + sh, dtype=self.dtype)     # noqa: E731
         layers = self.shapes[1:self.n_layers + 1]
-        return SpikingState(xi=[x] + [zeros(sh) for sh in layers], d=[None] + [zeros(sh) for sh in layers],
+        return SpikingState(xi=[x] + [zeros(sh) for sh in layers], idx=[None] * (self.n_layers + 1),
+                            d=[None] + [zeros(sh) for sh in layers],
                             V=[zeros(self.input_shape)] + [zeros(sh) for sh in layers],
                             spikes=[zeros(self.input_shape)] + [zeros(sh) for sh in layers],
-                            x_prev=self.xp.zeros_like(x), idx=[None] * (self.n_layers + 1),
-                            spike_count=[None] + [zeros(sh) for sh in layers],
-                            xi_sum=[None] + [zeros(sh) for sh in layers])
+                            x_prev=self.xp.zeros_like(x))
 
     def messages(self, state):
         """The last spikes of every layer, ``[input spikes, s_1, ..., s_L]``: all layers exchange."""
         return state.spikes
 
-    def surrogate(self, v):
-        """Triangular surrogate of the threshold's derivative, half-width ``surrogate_width`` (area 1).
-
-        ``d s / d v ~= max(0, 1 - |v - V_th| / w) / w``; used by spiking BPTT only.
-        """
-        w = self.surrogate_width
-        return self.xp.maximum(1.0 - abs(v - self.v_th) * (1.0 / w), 0.0) * (1.0 / w)
-
     def input_route(self, state):
         return None                    # the input arrives as spikes, different at every step
 
-    def step(self, state, target=None, beta=0.0, tape=None, input_route=None):
-        """One synchronous step of Eq. 10 for every layer, in place on ``state``; returns the new xi list.
+    def new_tally(self, state):
+        return SpikeTally(state)
 
-        With a ``tape``, appends what spiking BPTT needs: the spikes the step read, its pooling
-        indices, the masks of the unsaturated clip, and the surrogate derivatives of its spikes.
+    def step(self, state, nudge=None, input_route=None):
+        """One synchronous step of Eq. 10 for every layer; returns a new :class:`SpikingState`.
+
+        ``state`` is not changed; the new state's ``idx`` holds the pooling indices this step used.
         """
-        L, eps, lam, xp = self.n_layers, self.eps, self.lam, self.xp
-        s_prev = self.messages(state)
-        phi, state.idx = self.total_inputs(s_prev)                 # Eq. 9 on the spikes of t-1
-        xi = state.xi
-        new_xi, new_spikes = [xi[0]], [None]
-        masks, sur = [None], [None]
-        for n in range(1, L + 1):
-            d = state.d[n]
-            d *= 1.0 - lam
-            d += lam * phi[n]                                       # Eq. 7 / 10: decoder
-            u = d + self.bias(n)
-            if n == L and beta:
-                u += self.nudge(xi[L], target, beta)
-            u *= eps
-            u += (1.0 - eps) * xi[n]
-            if tape is not None:
-                masks.append((u > 0) & (u < 1))
-            x_new = xp.clip(u, 0.0, 1.0, out=u)                     # Eq. 10: state
-            e = predictive_encode(x_new, xi[n], lam)                 # Eq. 8: encoder
-            if tape is not None:
-                sur.append(self.surrogate(state.V[n] + e))
-            s, state.V[n] = sigma_delta(e, state.V[n], self.v_th)   # Eq. 6: spikes
-            new_xi.append(x_new)
-            new_spikes.append(s)
-            state.spike_count[n] += s
-            state.xi_sum[n] += x_new
-        e0 = predictive_encode(xi[0], state.x_prev, lam)            # the static image, as spikes
-        new_spikes[0], state.V[0] = sigma_delta(e0, state.V[0], self.v_th)
-        state.x_prev = xi[0]
-        state.spikes = new_spikes
-        if tape is not None:
-            tape.append((s_prev, state.idx, masks, sur))
-        return new_xi
-
-    def _run(self, state, T, target=None, beta=0.0, record=False):
-        for n in range(1, self.n_layers + 1):                         # statistics are per phase
-            state.spike_count[n][...] = 0
-            state.xi_sum[n][...] = 0
-        return super()._run(state, T, target, beta, record)
+        L, ch, xi = self.n_layers, self.channel, state.xi
+        phi, idx = self.total_inputs(state.spikes)                          # Eq. 9 on the spikes of t-1
+        d = [None] + [ch.receive(state.d[n], phi[n]) for n in range(1, L + 1)]      # Eq. 7: decoder
+        drive = self.drive(d, xi[L], nudge)
+        new_xi = [xi[0]] + [update(xi[n], drive[n], self.eps) for n in range(1, L + 1)]   # Eq. 10
+        sent = [ch.send(xi[0], state.x_prev, state.V[0])]                  # the static image, as spikes
+        sent += [ch.send(new_xi[n], xi[n], state.V[n]) for n in range(1, L + 1)]       # Eq. 8, Eq. 6
+        return SpikingState(xi=new_xi, idx=idx, d=d, V=[v for _, v in sent],
+                            spikes=[s for s, _ in sent], x_prev=xi[0])
 
     def spike_stats(self, state):
         """Per layer: firing rate and mean |spike rate - rho(xi)| over the phase that made ``state``.
@@ -258,10 +274,10 @@ class SpikingConvergentRNN(ConvergentRNN):
             of |spike_count / T - mean_t xi|}``. Predictive coding makes the spike count telescope:
             ``count - sum_t xi = (1 - lam)/lam (xi^T - xi^0) - (V^T - V^0)``, so the error is O(1/T).
         """
-        T = max(state.steps, 1)
+        T, tally = max(state.steps, 1), state.tally
         out = []
         for n in range(1, self.n_layers + 1):
-            rate = state.spike_count[n] / T
+            rate = tally.spike_count[n] / T
             out.append({"layer": n, "rate": float(rate.mean()),
-                        "rate_error": float(abs(rate - state.xi_sum[n] / T).mean())})
+                        "rate_error": float(abs(rate - tally.xi_sum[n] / T).mean())})
         return out

@@ -20,7 +20,7 @@ import numpy as np
 from . import backend, config as config_mod, datasets
 from .bptt import bptt_gradients
 from .ep import ep_gradients
-from .network import build_network
+from .build import build_network
 from .optim import SGD
 
 

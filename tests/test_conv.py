@@ -1,10 +1,14 @@
-"""Convolution ops: loop references, SciPy, adjoint identities, dtypes and bad input."""
+"""Convolution ops: loop references, SciPy, adjoint identities, dtypes and bad input.
+
+Every test runs twice: on the readable path of minimal_ep.conv and on the fast path of
+minimal_ep.fast (the switch ``fast.use``), so both are held to the same references.
+"""
 import numpy as np
 import pytest
 from scipy import signal
 
-from minimal_ep import col2im, conv2d, conv2d_weight, conv_transpose2d, im2col, to_numpy
-from minimal_ep.conv import clear_scratch
+from minimal_ep import col2im, conv2d, conv2d_weight, conv_transpose2d, fast, im2col, to_numpy
+from minimal_ep.fast import clear_scratch
 from conftest import rel_err
 from reference import conv2d_loop, conv2d_weight_loop, conv_transpose2d_loop
 
@@ -19,6 +23,13 @@ CASES = [
     (1, 2, 16, 16, 2, 3, 3, 1, 1),      # a 16x16 map: wide enough for one product per sample
 ]
 IDS = ["3x3", "stride2-pad1", "1x1", "5x5-pad2", "5x5-stride2", "2x3-stride3", "wide-map"]
+
+
+@pytest.fixture(autouse=True, params=["fast", "readable"])
+def path(request):
+    """Run the test on one of the two paths of the ops."""
+    with fast.use(request.param == "fast"):
+        yield request.param
 
 
 def _draw(rng, xp, *shape, dtype="float64"):

@@ -71,7 +71,7 @@ def test_nudged_phase_starts_from_and_leaves_the_free_state():
     net = small_net()
     free = net.free_phase(x, 100)
     before = [a.copy() for a in free.xi]
-    zero = net.nudged_phase(free, y, 0.0, 30)                # beta = 0: just more free steps
+    zero = net.relax(free, 30)                               # no nudge: just more free steps
     more = net.free_phase(x, 130)
     for a, b, c in zip(before, free.xi, zero.xi):
         assert np.array_equal(a, b)                          # the free state is untouched
@@ -137,10 +137,12 @@ def test_bad_input_raises_value_errors():
         small_net(pool="sum")
     with pytest.raises(ValueError, match="unknown loss 'l1'; allowed: mse, ce"):
         small_net(loss="l1")
-    with pytest.raises(ValueError, match=r"eps must be in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"eps must be a finite number in \(0, 1\], got 1.5"):
         small_net(eps=1.5)
-    with pytest.raises(ValueError, match="pool_size must be >= 1 and alpha > 0, got 0"):
+    with pytest.raises(ValueError, match="pool_size must be an integer >= 1, got 0"):
         small_net(pool_size=0)
+    with pytest.raises(ValueError, match="alpha must be a finite number in"):
+        small_net(alpha=-1.0)
     with pytest.raises(ValueError, match="kernel 5 does not fit"):
         mep.build_network(input_shape=(1, 4, 4), conv_channels=(2,), kernel_size=5, hidden=(), n_classes=2)
     net = small_net()
@@ -159,7 +161,38 @@ def test_bad_input_raises_value_errors():
         mep.bptt_gradients(net, x, np.zeros(3, dtype=int), 5)
     with pytest.raises(ValueError, match="beta must be a finite non-zero number, got 0.0"):
         mep.ep_gradients(net, x, y, 0.0, 5, 5)
+    with pytest.raises(ValueError, match="beta must be a finite non-zero number, got 0.0"):
+        net.nudged_phase(net.free_phase(x, 2), y, 0.0, 5)       # beta = 0 is not a free phase
+    with pytest.raises(ValueError, match=r"x must lie in \[0, 1\].*got values in \[0\.07\d*, 254\.8\d*\].*pixels / 255"):
+        net.free_phase(x * 255, 5)
     with pytest.raises(ValueError, match="T_nudge must be an integer >= 1"):
         mep.ep_gradients(net, x, y, 0.1, 5, 0)
     with pytest.raises(ValueError, match="unknown estimator 'two-sided'"):
         mep.ep_gradients(net, x, y, 0.1, 5, 5, estimator="two-sided")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(conv_channels="16"), "conv_channels must be a sequence of integers, got '16'"),
+    (dict(conv_channels=(2.7,)), r"conv_channels must be a sequence of integers >= 1, got \(2.7,\)"),
+    (dict(conv_channels=(4, 0)), "conv_channels must be a sequence of integers >= 1"),
+    (dict(hidden=8), "hidden must be a sequence of integers, got 8"),
+    (dict(hidden=(True,)), "hidden must be a sequence of integers >= 1"),
+    (dict(kernel_size=0), "kernel_size must be an integer >= 1, got 0"),
+    (dict(kernel_size=2.5), "kernel_size must be an integer >= 1, got 2.5"),
+    (dict(padding=-1), "padding must be an integer >= 0, got -1"),
+    (dict(init_scale=float("inf")), "init_scale must be a finite number"),
+    (dict(init_scale=0.0), "init_scale must be a finite number"),
+    (dict(init_scale=(1.0, float("nan"), 1.0, 1.0)), "init_scale must be a finite number"),
+    (dict(init_scale="1"), "init_scale must be a number or a sequence of numbers"),
+    (dict(n_classes=1), "n_classes must be an integer >= 2"),
+    (dict(input_shape=(12, 12)), r"input_shape must be \(C, H, W\)"),
+    (dict(spiking=True, v_th=float("nan")), "v_th must be a finite number"),
+    (dict(spiking=True, lam=1.5), r"lam must be a finite number in \(0, 1\]"),
+    (dict(spiking=True, surrogate_width=float("inf")), "surrogate_width must be a finite number"),
+    (dict(settle_tol=-1.0), "settle_tol must be a finite number"),
+    (dict(dtype="float16"), "unsupported dtype 'float16'"),
+])
+def test_build_network_names_the_bad_argument(kwargs, message):
+    """Every argument is checked before anything is built; the error names it (issue 11, point 9)."""
+    with pytest.raises(ValueError, match=message):
+        small_net(**kwargs)

@@ -14,20 +14,32 @@ import numpy as np
 import pytest
 
 import minimal_ep as mep
-from minimal_ep import bptt, conv, network, pooling, spiking
+from minimal_ep import bptt, conv, dynamics, fast, layers, network, pooling, spiking
 from nets import random_batch, small_net
 
-# Every function the time loop calls (step -> total inputs -> routes -> ops), and the BPTT reverse pass.
-LOOP = [network.ConvergentRNN.step, network.ConvergentRNN.total_inputs, network.ConvergentRNN.messages,
+# Every function the time loop calls (step -> total inputs -> layers -> ops), and the BPTT reverse pass.
+def _methods(cls):
+    return [f for name, f in vars(cls).items() if inspect.isfunction(f)]
+
+
+def _functions(module):
+    return [f for name, f in inspect.getmembers(module, inspect.isfunction) if f.__module__ == module.__name__]
+
+
+LOOP = [network.ConvergentRNN.step, network.ConvergentRNN.drive, network.ConvergentRNN.total_inputs,
+        network.ConvergentRNN.total_inputs_vjp, network.ConvergentRNN.messages,
         network.ConvergentRNN.forward_route, network.ConvergentRNN.backward_route,
-        network.ConvergentRNN.unpool, network.ConvergentRNN.bias, network.ConvergentRNN.nudge,
-        network.ConvergentRNN.logits, network.ConvergentRNN._softmax, network.ConvergentRNN.w,
-        network.ConvergentRNN.b, network.ConvergentRNN.is_conv, bptt.total_inputs_vjp,
-        network.ConvergentRNN.sum_to_bias, spiking.SpikingConvergentRNN.step,
-        spiking.SpikingConvergentRNN.messages, spiking.SpikingConvergentRNN.surrogate,
-        spiking.sigma_delta, spiking.predictive_encode, bptt._backward_crnn, bptt._backward_spiking]
-LOOP += [f for name, f in inspect.getmembers(conv, inspect.isfunction) if f.__module__ == conv.__name__]
-LOOP += [f for name, f in inspect.getmembers(pooling, inspect.isfunction) if f.__module__ == pooling.__name__]
+        network.ConvergentRNN.bias, network.ConvergentRNN.nudge_drive, network.ConvergentRNN.logits,
+        network.ConvergentRNN.w, network.ConvergentRNN.b, network.ConvergentRNN.is_conv,
+        spiking.SpikingConvergentRNN.step, spiking.SpikingConvergentRNN.messages,
+        spiking.SpikeTally.add, spiking.sigma_delta, spiking.predictive_encode,
+        spiking.predictive_decode, bptt._backward_crnn, bptt._backward_spiking]
+for cls in (layers.ConvPool, layers.Dense, layers.MSEOutput, layers.SoftmaxReadout, pooling.MaxPool,
+            pooling.AvgPool, spiking.Channel):
+    LOOP += [f for f in _methods(cls) if f.__name__ != "__init__"]
+for module in (conv, fast, pooling, dynamics):
+    LOOP += _functions(module)
+LOOP = [f for f in LOOP if f.__name__ not in ("loss_gradient", "use")]   # once per batch / not a loop op
 
 SYNC_CALLS = {"float", "bool", "to_numpy", "to_device"}
 SYNC_METHODS = {"get", "item", "tolist", "asarray", "asnumpy"}

@@ -138,7 +138,7 @@ for n in range(1, L):
 state = mep.State([a.copy() for a in s_rand])
 by_hand = [x] + [np.clip((1 - net.eps) * s_rand[n] + net.eps * (phi[n] + net.bias(n)), 0, 1)
                  for n in range(1, L + 1)]
-by_net = net.step(state)
+by_net = net.step(state).xi                       # step returns a new State; `state` is unchanged
 print("max |by hand - net.step| per layer:",
       [float(np.abs(a - b).max()) for a, b in zip(by_hand[1:], by_net[1:])])
 assert all(np.allclose(a, b, rtol=0, atol=1e-12) for a, b in zip(by_hand[1:], by_net[1:]))
@@ -211,7 +211,8 @@ assert cyc[1.0].residual > 0.1 and cyc[0.8].residual < 1e-2
 big.eps = 1.0
 st = cyc[1.0]
 one = big.step(st)
-two = big.step(mep.State(one))
+two = big.step(one)
+one, two = one.xi, two.xi
 for n in range(1, L + 1):
     jumps = int(np.sum(np.abs(one[n] - st.xi[n]) > 0.5))
     back = float(np.abs(two[n] - st.xi[n]).max())
@@ -232,7 +233,7 @@ def track(network, eps, steps):
     st = network.init_state(x)
     phis, objs = [], []
     for _ in range(steps):
-        st.xi = network.step(st)
+        st = network.step(st)
         p = Phi(network, st.xi) / N
         phis.append(p)
         objs.append(p - 0.5 * sum(float(np.sum(a ** 2)) for a in st.xi[1:]) / N)

@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import minimal_ep as mep
-from minimal_ep import avg_pool2d, conv2d_weight, datasets
+from minimal_ep import avg_pool2d, avg_unpool2d, conv2d_weight, datasets
 from minimal_ep.ep import ep_per_step_updates
 from minimal_ep.gradcheck import cosine, finite_differences, gdd_metrics, relative_error
 from minimal_ep.optim import SGD
@@ -117,7 +117,7 @@ assert net.nudged_phase(free, y, 0.1, T_NUDGE).residual < 1e-8
 dphi = net.dphi_dtheta(free)
 s = free.xi
 by_hand_dense = s[4].T @ s[3] / len(x)
-by_hand_conv = conv2d_weight(s[1], net.unpool(2, s[2], None), (3, 3)) / len(x)
+by_hand_conv = conv2d_weight(s[1], avg_unpool2d(s[2], 2, 4, net.layers[2].conv_size), (3, 3)) / len(x)
 print({k: tuple(v.shape) for k, v in dphi.items()})
 assert np.allclose(dphi["w4"], by_hand_dense) and np.allclose(dphi["w2"], by_hand_conv)
 

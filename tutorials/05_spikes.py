@@ -173,12 +173,14 @@ print(f"CRNN residual after 300 steps {ref.residual:.0e};  mean |xi_crnn| per la
 def run_snn(net, steps):
     """The free phase by hand: returns the state, per-step distances and the output's spikes."""
     st = net.init_state(x)
+    tally = net.new_tally(st)                  # spike counts and summed states, for net.spike_stats
     dist, raster = [], []
     for _ in range(steps):
-        st.xi = net.step(st)
+        st = net.step(st)
+        tally.add(st)
         dist.append([float(np.abs(a - b).mean()) for a, b in zip(st.xi[1:], ref.xi[1:])])
         raster.append(st.spikes[L][0])
-    st.steps = steps
+    st.steps, st.tally = steps, tally
     return st, np.array(dist), np.array(raster)
 
 
@@ -232,12 +234,12 @@ plt.show()
 # `count - sum_t xi_t = (1 - lam)/lam * xi^T - V^T`, so `|count/T - mean xi| <= ((1-lam)/lam +
 # |V^T|)/T`. V is not confined to [-0.5, 0.5] here: the encoder's innovation e can be negative
 # (a falling state), and there are no negative spikes, but it stays O(1). The state keeps the
-# sums in `spike_count` and `xi_sum`; we check the identity exactly and print the range of V.
+# sums in `state.tally.spike_count` and `state.tally.xi_sum`; we check the identity exactly and print the range of V.
 
 # %%
 lam = snn.lam
 for n in range(1, L + 1):
-    lhs = st.spike_count[n] - st.xi_sum[n]
+    lhs = st.tally.spike_count[n] - st.tally.xi_sum[n]
     rhs = (1 - lam) / lam * st.xi[n] - st.V[n]
     print(f"layer {n}: max |identity error| {np.abs(lhs - rhs).max():.1e}")
     assert np.allclose(lhs, rhs, atol=1e-9)
