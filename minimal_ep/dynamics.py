@@ -34,7 +34,9 @@ def update(xi, drive, eps):
         A new array, the state at step t.
     """
     xp = get_array_module(xi, drive)
-    return xp.clip((1.0 - eps) * xi + eps * drive, 0.0, 1.0)          # Eq. 3, rho = hard sigmoid
+    u = (1.0 - eps) * xi
+    u += eps * drive
+    return xp.clip(u, 0.0, 1.0, out=u)                                # Eq. 3, rho = hard sigmoid
 
 
 def update_vjp(xi_new, g):

@@ -55,20 +55,27 @@ def sigma_delta(e, V, v_th=0.5):
     V : ndarray
         The new potential ``V + e - s`` (subtractive reset).
     """
+    xp = get_array_module(e, V)
     v = V + e
-    s = (v > v_th).astype(v.dtype)
+    s = xp.empty_like(v)
+    xp.greater(v, v_th, out=s)                    # 1. where the threshold is crossed, else 0.
     v -= s
     return s, v
 
 
 def predictive_encode(r, r_prev, lam):
     """The innovation sent for signal r given its previous value (paper Eq. 8)."""
-    return (r - (1.0 - lam) * r_prev) / lam
+    e = (1.0 - lam) * r_prev
+    get_array_module(e).subtract(r, e, out=e)     # r - (1 - lam) r_prev, without a temporary
+    e /= lam
+    return e
 
 
 def predictive_decode(d_prev, received, lam):
     """Low-pass reconstruction from the (weighted) spikes received (paper Eq. 7)."""
-    return (1.0 - lam) * d_prev + lam * received
+    d = (1.0 - lam) * d_prev
+    d += lam * received
+    return d
 
 
 def encode(signal, lam=1.0, v_th=0.5):

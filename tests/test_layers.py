@@ -37,7 +37,11 @@ def test_pooling_kinds_vjps_are_adjoints(xp, rng, kind, size):
 
 
 LAYERS = [("conv-max", lambda: ConvPool((3, 9, 9), 4, 3, 1, POOLS["max"](2))),
+          ("conv-max-fused", lambda: fast.fused(ConvPool((3, 9, 8), 4, 3, 1, POOLS["max"](2)))),
+          ("conv-max-fused-5x5-F3", lambda: fast.fused(ConvPool((2, 13, 12), 3, 5, 2, POOLS["max"](3)))),
           ("conv-avg", lambda: ConvPool((3, 9, 9), 4, 3, 0, POOLS["avg"](2, alpha=2.0))),
+          ("conv-avg-fused", lambda: fast.fused(ConvPool((3, 9, 9), 4, 3, 0, POOLS["avg"](2, alpha=2.0)))),
+          ("conv-avg-fused-5x5-F3", lambda: fast.fused(ConvPool((2, 13, 12), 3, 5, 2, POOLS["avg"](3)))),
           ("dense-from-map", lambda: Dense((3, 4, 4), 5)),
           ("dense", lambda: Dense((6,), 5))]
 
@@ -120,3 +124,54 @@ def test_fast_and_readable_paths_agree(spiking, pool):
         np.testing.assert_allclose(b1[k], b2[k], rtol=1e-9, atol=1e-12)
     for a, b in zip(s1[1:], s2[1:]):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+FUSED = [("avg", (3, 9, 9), 3, 0, 2, None), ("avg", (2, 13, 12), 5, 2, 3, 2.0), ("avg", (1, 28, 28), 3, 1, 2, 4.0),
+         ("avg", (4, 7, 7), 1, 0, 2, 1.0), ("max", (3, 9, 9), 3, 0, 2, None), ("max", (2, 13, 12), 5, 2, 3, None),
+         ("max", (2, 12, 12), 5, 0, 2, None)]
+
+
+@pytest.mark.parametrize("kind, shape, K, padding, F, alpha", FUSED)
+def test_fused_conv_pool_equals_the_two_step_form(rng, kind, shape, K, padding, F, alpha):
+    """conv -> avg pool as ONE stride-F convolution with the box-averaged kernel (fast.ConvAvgPool);
+    conv -> max pool with its maps batch last (fast.ConvMaxPool): the same numbers as ConvPool."""
+    two_step = ConvPool(shape, 5, K, padding, POOLS[kind](F, alpha))
+    fused = fast.fused(ConvPool(shape, 5, K, padding, POOLS[kind](F, alpha)))
+    assert isinstance(fused, fast.ConvAvgPool if kind == "avg" else fast.ConvMaxPool)
+    assert fused.shape == two_step.shape
+    N = 3
+    w, s_prev, s = (rng.standard_normal(sh) for sh in (two_step.weight_shape, (N,) + shape, (N,) + two_step.shape))
+    if kind == "max":                            # spikes: binary, so ties decide the indices
+        s_prev = (s_prev > 0).astype(float)
+    a_up, a_down = rng.standard_normal((N,) + two_step.shape), rng.standard_normal((N,) + shape)
+    idx = two_step.forward(w, s_prev)[1]
+    if idx is not None:
+        np.testing.assert_array_equal(fused.forward(w, s_prev)[1], idx)
+    calls = {"forward": lambda L: L.forward(w, s_prev)[0], "backward": lambda L: L.backward(w, s, idx),
+             "dphi_dw": lambda L: L.dphi_dw(w, s_prev, s),
+             "forward_vjp": lambda L: np.concatenate([v.ravel() for v in L.forward_vjp(w, s_prev, idx, a_up)]),
+             "backward_vjp": lambda L: np.concatenate([v.ravel() for v in L.backward_vjp(w, s, idx, a_down)])}
+    for name, call in calls.items():
+        np.testing.assert_allclose(call(fused), call(two_step), rtol=1e-12, atol=1e-12, err_msg=name)
+    with fast.use(False):                                # switched off, the fused layer is the two-step form
+        np.testing.assert_array_equal(fused.forward(w, s_prev)[0], two_step.forward(w, s_prev)[0])
+
+
+def test_box_kernel_adjoint(rng):
+    w, g4 = rng.standard_normal((3, 2, 3, 3)), rng.standard_normal((3, 2, 4, 4))
+    _close(_dot(fast.box_kernel(w, 2), g4), _dot(w, fast.box_kernel_adjoint(g4, 2)))
+
+
+@pytest.mark.parametrize("F, size", [(2, (8, 8)), (2, (9, 7)), (3, (10, 11))])
+def test_batch_last_max_pooling_equals_max_pool2d_with_ties(rng, F, size):
+    """fast's batch-last pooling: same maxima, same first-maximum offsets (ties everywhere), same adjoints."""
+    z = rng.integers(0, 2, (4, 3) + size).astype(float)              # binary maps: ties are the rule
+    y, idx = mep.max_pool2d(z, F)
+    y_bl, idx_bl = fast.max_pool_bl(fast.to_batch_last(z).copy(), F)
+    np.testing.assert_array_equal(fast.from_batch_last(y_bl), y)
+    np.testing.assert_array_equal(fast.from_batch_last(idx_bl), idx)
+    g = rng.standard_normal(y.shape)
+    up = fast.max_unpool_bl(fast.to_batch_last(g, role="a").copy(), idx_bl, F, size)
+    np.testing.assert_array_equal(fast.from_batch_last(up), mep.max_unpool2d(g, idx, F, size))
+    back = fast.gather_pool_bl(fast.to_batch_last(z, role="b"), idx_bl, F)
+    np.testing.assert_array_equal(fast.from_batch_last(back), mep.gather_pool2d(z, idx, F))

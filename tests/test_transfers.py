@@ -39,7 +39,7 @@ for cls in (layers.ConvPool, layers.Dense, layers.MSEOutput, layers.SoftmaxReado
     LOOP += [f for f in _methods(cls) if f.__name__ != "__init__"]
 for module in (conv, fast, pooling, dynamics):
     LOOP += _functions(module)
-LOOP = [f for f in LOOP if f.__name__ not in ("loss_gradient", "use")]   # once per batch / not a loop op
+LOOP = [f for f in LOOP if f.__name__ not in ("loss_gradient", "use", "fused")]   # per batch / at build time
 
 SYNC_CALLS = {"float", "bool", "to_numpy", "to_device"}
 SYNC_METHODS = {"get", "item", "tolist", "asarray", "asnumpy"}
