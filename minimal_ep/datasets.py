@@ -24,6 +24,7 @@ import pathlib
 
 import numpy as np
 
+from .batches import iterate_batches, to_float_images
 from .idx_files import FILES, MIRRORS, SHA256, download_missing, load_idx, sha256, verified_sha256
 
 __all__ = ["DATASETS", "INPUT_SHAPE", "N_CLASSES", "FILES", "SHA256", "MIRRORS", "DatasetNotFoundError",
@@ -51,7 +52,6 @@ def canonical_name(name):
     return ALIASES[key]
 
 
-# ----------------------------------------------------------------------------- IDX files
 # ----------------------------------------------------------------------------- lookup
 
 def _cache_dir(name):
@@ -189,7 +189,6 @@ def load_dataset(name, source="embedded", data_dir=None, download=True, mirrors=
     source : {"embedded", "full"}
         The subset shipped with the package, or the official files (looked up, then downloaded
         if `download` is true).
-
     data_dir : str or path-like, optional
         ``source="full"`` only: the one directory to read (``<data_dir>/<name>/`` or ``<data_dir>/``);
         no other place is searched and nothing is downloaded.
@@ -311,63 +310,3 @@ def dataset_status(data_dir=None, verify=True):
                        "incomplete": incomplete_dirs(name, data_dir),
                        "embedded": embedded, "search_dirs": search_dirs(name, data_dir)})
     return status
-
-
-# ----------------------------------------------------------------------------- batches
-
-def to_float_images(images, dtype="float32", normalize="unit"):
-    """Convert uint8 images to floats with a channel axis.
-
-    Parameters
-    ----------
-    images : (N, 28, 28) uint8 ndarray
-    dtype : {"float32", "float64"}
-    normalize : {"unit", "binary"}
-        ``"unit"``: divide by 255; ``"binary"``: 1.0 where the pixel is >= 128, else 0.0.
-
-    Returns
-    -------
-    x : (N, 1, 28, 28) ndarray of `dtype`, values in [0, 1]
-    """
-    images = np.asarray(images)
-    if images.dtype != np.uint8 or images.ndim != 3:
-        raise ValueError(f"images must be a (N, H, W) uint8 array, got {images.dtype} {images.shape}")
-    if dtype not in ("float32", "float64", np.float32, np.float64):
-        raise ValueError(f"dtype must be 'float32' or 'float64', not {dtype!r}")
-    dtype = np.dtype(dtype)
-    if normalize == "unit":
-        x = images.astype(dtype)
-        x /= dtype.type(255)
-    elif normalize == "binary":
-        x = (images >= 128).astype(dtype)
-    else:
-        raise ValueError(f"normalize must be 'unit' or 'binary', not {normalize!r}")
-    return x[:, None, :, :]
-
-
-def iterate_batches(n, batch_size, shuffle, rng=None):
-    """Yield index arrays covering ``range(n)`` once, in batches; the last partial batch is kept.
-
-    Parameters
-    ----------
-    n : int
-        Number of examples.
-    batch_size : int
-        At least 1.
-    shuffle : bool
-        Visit the examples in a random order drawn from `rng`.
-    rng : numpy.random.Generator
-        Required when `shuffle` is true.
-
-    Yields
-    ------
-    idx : (batch_size,) int64 ndarray (the last one may be shorter)
-    """
-    if not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"n must be a non-negative integer, not {n!r}")
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, not {batch_size!r}")
-    if shuffle and not isinstance(rng, np.random.Generator):
-        raise ValueError(f"shuffle=True needs rng=numpy.random.Generator, not {rng!r}")
-    order = rng.permutation(n) if shuffle else np.arange(n)
-    return (order[i:i + batch_size] for i in range(0, n, batch_size))

@@ -21,12 +21,13 @@ import numpy as np
 
 from . import backend, config as config_mod, datasets
 from .bptt import bptt_gradients
-from .checkpoints import (CheckpointError, check_optim, check_params, config_differences,  # noqa: F401
-                          load_checkpoint, read_checkpoint, save_checkpoint)
+from .checkpoints import (CheckpointError, check_optim, check_params, config_differences,
+                          read_checkpoint, save_checkpoint)
+from .checkpoints import load_checkpoint  # noqa: F401  (re-exported: figures/ read checkpoints here)
 from .ep import ep_gradients
 from .network import build_network
 from .optim import SGD
-from .runs import atomic_write, open_run_folder, read_metrics, write_metrics  # noqa: F401
+from .runs import atomic_write, open_run_folder, read_metrics, write_metrics
 
 DIVERGENCE_FACTOR = 1000.0   # a weight beyond this many times its Kaiming bound means divergence
 
@@ -235,6 +236,8 @@ def train(cfg, resume=False, overwrite=False, progress=True, log=print):
             metrics = (ckpt.metrics if ckpt.metrics is not None else read_metrics(out))[:saved]
             write_metrics(out, metrics)                # repairs an interrupt after the last commit
             log(f"resuming {out} after epoch {saved}")
+        elif resume:
+            log(f"no checkpoint in {out}: starting at epoch 1")
         record = {name: dict(f) for name, f in data.files.items()}
         atomic_write(out / "config.toml", lambda f: f.write(config_mod.dumps(cfg, record).encode()))
         log(f"{'SNN' if net.spiking else 'CRNN'} {t['algorithm'].upper()} on {cfg['data']['dataset']} "
