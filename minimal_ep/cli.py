@@ -6,9 +6,13 @@
     gradcheck  EP vs BPTT vs finite differences, and the GDD table, on a small network
     memory     peak memory of one training step for SNN/CRNN x EP/BPTT (paper Table II)
 
-Bad input exits with status 2 and one line on stderr, never a traceback.
+Bad input exits with status 2 and one line on stderr, never a traceback (a data set not found by
+a search prints where it looked, on several lines); a run that stops mid-way (divergence, an output
+that cannot be written) exits with 1, Ctrl-C with 130, each saying which checkpoint is kept.
 """
 import argparse
+import math
+import pathlib
 import sys
 
 import numpy as np
@@ -21,48 +25,114 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _int_at_least(low):
+    """An argparse type: an integer >= ``low``."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value}")
+        return value
+    return parse
+
+
+def _finite_float(low=-math.inf, high=math.inf, nonzero=False):
+    """An argparse type: a finite number in (low, high], non-zero if asked."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (math.isfinite(value) and low < value <= high) or (nonzero and value == 0):
+            raise argparse.ArgumentTypeError(
+                f"must be a finite{' non-zero' if nonzero else ''} number"
+                + (f" in ({low:g}, {high:g}]" if math.isfinite(low) or math.isfinite(high) else "")
+                + f", got {text}")
+        return value
+    return parse
+
+
+def _data_sets(args, sets):
+    """Add --source/--data-dir to ``sets``: a named --data-dir means the full data set from there."""
+    if args.source is not None:
+        sets["data.source"] = args.source
+    if args.data_dir is not None:
+        sets["data.data_dir"] = args.data_dir
+        sets.setdefault("data.source", "full")
+    return sets
+
+
+def _out_dir(args):
+    """The output folder the command line names (--out, or the last --set run.out=, or the default)."""
+    out = config_mod.defaults()["run"]["out"]
+    for text in args.set:
+        section, key, value = config_mod.parse_override(text)
+        if (section, key) == ("run", "out"):
+            out = value
+    return args.out if args.out is not None else out
+
+
 def _train(args):
+    from .checkpoints import read_checkpoint
     from .train import train
-    sets = {"train.epochs": args.epochs, "data.train_size": args.train_size,
-            "data.test_size": args.test_size, "data.dataset": args.dataset,
-            "data.data_dir": args.data_dir, "run.backend": args.backend, "train.seed": args.seed,
-            "run.out": args.out}
+    sets = _data_sets(args, {"train.epochs": args.epochs, "data.train_size": args.train_size,
+                             "data.test_size": args.test_size, "run.backend": args.backend,
+                             "train.seed": args.seed, "run.out": args.out})
     if args.dataset is not None:
         sets["data.dataset"] = datasets.canonical_name(args.dataset)
-    cfg = config_mod.resolve(args.config, args.set, **sets)
-    metrics = train(cfg, resume=args.resume, progress=not args.no_progress)
+    base = None
+    ckpt = pathlib.Path(config_mod.check_value("run", "out", _out_dir(args))) / "checkpoint.npz"
+    if args.resume and args.config is None and ckpt.exists():
+        base = read_checkpoint(ckpt).config            # --resume alone continues the run as configured
+    cfg = config_mod.resolve(args.config, args.set, base=base, **sets)
+    metrics = train(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     last = metrics[-1]
     print(f"final test error {100 * last['test_error']:.2f}% after {last['epoch']} epochs "
           f"({sum(m['seconds'] for m in metrics):.0f}s of training); outputs in {cfg['run']['out']}")
 
 
 def _evaluate(args):
-    from .train import evaluate, load_checkpoint, load_data, network_from_config
-    cfg, params, _, epoch, _ = load_checkpoint(args.checkpoint)
+    from .checkpoints import check_params, read_checkpoint
+    from .train import evaluate, load_data, network_from_config
+    ckpt = read_checkpoint(args.checkpoint)
+    sets = _data_sets(args, {"data.test_size": args.test_size, "data.train_size": 1})
+    if args.source == "embedded" and args.data_dir is None:
+        sets["data.data_dir"] = ""                     # the checkpoint's data directory is not used
     if args.dataset is not None:
-        cfg["data"]["dataset"] = datasets.canonical_name(args.dataset)
-    for key, value in (("data_dir", args.data_dir), ("source", args.source), ("test_size", args.test_size)):
-        if value is not None:
-            cfg["data"][key] = value
-    cfg["data"]["train_size"] = 1
+        sets["data.dataset"] = datasets.canonical_name(args.dataset)
+    cfg = config_mod.resolve(None, (), base=ckpt.config, **sets)
     backend.set_backend(args.backend or cfg["run"]["backend"])
-    _, _, x_test, y_test, source = load_data(cfg)
+    data = load_data(cfg)
     net = network_from_config(cfg)
-    for k, v in params.items():
+    check_params(ckpt, net.params)
+    for k, v in ckpt.params.items():
         net.params[k][...] = backend.to_device(v)
-    T = args.T or cfg["train"]["T_eval"] or cfg["train"]["T_free"]
-    err = evaluate(net, x_test, y_test, T, cfg["data"]["batch_size"])
-    print(f"test error {100 * err:.2f}% on {len(y_test)} {cfg['data']['dataset']} test images "
-          f"({source}), checkpoint after epoch {epoch}, T = {T}")
+    T = args.T if args.T is not None else cfg["train"]["T_eval"] or cfg["train"]["T_free"]
+    err = evaluate(net, data.x_test, data.y_test, T, cfg["data"]["batch_size"])
+    print(f"test error {100 * err:.2f}% on {len(data.y_test)} {cfg['data']['dataset']} test images "
+          f"({data.source}), checkpoint after epoch {ckpt.epoch}, T = {T}")
 
 
 def _datasets(args):
+    damaged = False
     for row in datasets.dataset_status(args.data_dir):
-        where = row["found"] or "not found; searched " + ", ".join(map(str, row["search_dirs"]))
+        if row["found"] is None:
+            where = "not found; searched " + ", ".join(map(str, row["search_dirs"]))
+        elif row["problems"]:
+            damaged = True
+            where = f"{row['found']} is DAMAGED: " + "; ".join(row["problems"])
+        else:
+            where = (f"{row['found']} (verified: the four files parse, and every .gz file matches its "
+                     "official SHA-256)")
         emb = row["embedded"]
         print(f"{row['name']:14s} full: {where}")
+        for directory, missing in row["incomplete"]:
+            print(f"{'':14s} incomplete: {directory} lacks " + ", ".join(f"{m}[.gz]" for m in missing))
         print(f"{'':14s} embedded: " + (f"{emb['train']} train / {emb['test']} test images"
                                       if emb else "missing from the package"))
+    return 1 if damaged else 0
 
 
 def _gradcheck(args):
@@ -121,75 +191,92 @@ def _memory(args):
 
 
 def build_parser():
+    pos, nonneg = _int_at_least(1), _int_at_least(0)
     p = _Parser(prog="minimal-ep", description="Equilibrium Propagation for convolutional "
                 "convergent RNNs, continuous and spiking, in NumPy/CuPy.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     t = sub.add_parser("train", help="train from a config")
-    t.add_argument("--config", help="TOML file (see configs/)")
+    t.add_argument("--config", help="TOML file (see configs/; default: the quickstart)")
     t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one config key (repeatable)")
     t.add_argument("--epochs", type=int)
     t.add_argument("--train-size", type=int)
     t.add_argument("--test-size", type=int)
     t.add_argument("--dataset")
-    t.add_argument("--data-dir")
+    t.add_argument("--source", choices=("embedded", "full"),
+                   help="the subset inside the package, or the official files")
+    t.add_argument("--data-dir", help="read the official files from DIR (or DIR/<name>), nowhere else")
     t.add_argument("--backend", choices=backend.BACKENDS)
     t.add_argument("--seed", type=int)
     t.add_argument("--out", help="output directory")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    again = t.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue the run in OUT from its checkpoint (with its config unless --config)")
+    again.add_argument("--overwrite", action="store_true", help="replace the run in OUT")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.set_defaults(func=_train)
     e = sub.add_parser("evaluate", help="test error of a checkpoint")
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--dataset")
-    e.add_argument("--data-dir")
     e.add_argument("--source", choices=("embedded", "full"))
-    e.add_argument("--test-size", type=int)
-    e.add_argument("--T", type=int, help="free-phase steps (default: the config's T_eval or T_free)")
+    e.add_argument("--data-dir", help="read the official files from DIR (or DIR/<name>), nowhere else")
+    e.add_argument("--test-size", type=nonneg, help="test images (0: all)")
+    e.add_argument("--T", type=pos, help="free-phase steps (default: the config's T_eval or T_free)")
     e.add_argument("--backend", choices=backend.BACKENDS)
     e.set_defaults(func=_evaluate)
-    d = sub.add_parser("datasets", help="where each data set was found")
+    d = sub.add_parser("datasets", help="where each data set was found, verified")
     d.add_argument("--data-dir")
     d.set_defaults(func=_datasets)
     g = sub.add_parser("gradcheck", help="EP vs BPTT vs finite differences, and GDD")
     g.add_argument("--pool", choices=("avg", "max"), default="avg")
     g.add_argument("--loss", choices=("mse", "ce"), default="mse")
-    g.add_argument("--eps", type=float, help="step size (default 0.8; 0.3 with --spiking)")
-    g.add_argument("--beta", type=float, help="nudging factor (default 1e-3; 0.2 with --spiking)")
-    g.add_argument("--T", type=int, help="steps of every phase (default 300; free 60 with --spiking)")
-    g.add_argument("--K", type=int, default=20, help="GDD: steps compared")
-    g.add_argument("--batch", type=int, help="batch size (default 8; 20 with --spiking)")
-    g.add_argument("--fd-entries", type=int, default=12)
-    g.add_argument("--seed", type=int, default=3)
+    g.add_argument("--eps", type=_finite_float(0, 1), help="step size (default 0.8; 0.3 with --spiking)")
+    g.add_argument("--beta", type=_finite_float(nonzero=True),
+                   help="nudging factor (default 1e-3; 0.2 with --spiking)")
+    g.add_argument("--T", type=pos, help="steps of every phase (default 300; free 60 with --spiking)")
+    g.add_argument("--K", type=pos, default=20, help="GDD: steps compared")
+    g.add_argument("--batch", type=pos, help="batch size (default 8; 20 with --spiking)")
+    g.add_argument("--fd-entries", type=pos, default=12)
+    g.add_argument("--seed", type=nonneg, default=3)
     g.add_argument("--spiking", action="store_true",
                    help="compare spiking EP, spiking BPTT and CRNN EP per layer, for avg and max pooling "
                         "(defaults then: eps = lam = 0.3, beta = 0.2, T = 60, 8 batches of 20)")
-    g.add_argument("--lam", type=float, default=0.3)
-    g.add_argument("--batches", type=int, default=8)
+    g.add_argument("--lam", type=_finite_float(0, 1), default=0.3)
+    g.add_argument("--batches", type=pos, default=8)
     g.set_defaults(func=_gradcheck)
     m = sub.add_parser("memory", help="peak memory of one training step (Table II)")
-    m.add_argument("--batch", type=int, default=10)
-    m.add_argument("--T-free", type=int, default=100)
-    m.add_argument("--T-nudge", type=int, default=25)
-    m.add_argument("--T-bptt", type=int, default=150)
-    m.add_argument("--channels", type=int, nargs="+", default=[128, 256])
-    m.add_argument("--hidden", type=int, nargs="+", default=[512])
+    m.add_argument("--batch", type=pos, default=10)
+    m.add_argument("--T-free", type=pos, default=100)
+    m.add_argument("--T-nudge", type=pos, default=25)
+    m.add_argument("--T-bptt", type=pos, default=150)
+    m.add_argument("--channels", type=pos, nargs="+", default=[128, 256])
+    m.add_argument("--hidden", type=pos, nargs="+", default=[512])
     m.set_defaults(func=_memory)
     return p
 
 
+def _one_line(err):
+    return " ".join(str(err).split())
+
+
 def main(argv=None):
+    """Run one command; return its exit status (0 done, 1 stopped mid-run, 2 bad input, 130 Ctrl-C)."""
     args = build_parser().parse_args(argv)
-    from .train import TrainingDiverged
+    from .train import TrainingStopped
     try:
-        args.func(args)
-    except datasets.DatasetNotFoundError as err:
-        print(f"minimal-ep: error: {err}", file=sys.stderr)         # several lines: where, what, how
+        return args.func(args) or 0
+    except datasets.DatasetNotFoundError as err:       # a search: where, what, how, on several lines
+        print(f"minimal-ep: error: {err}", file=sys.stderr)
         return 2
-    except (ValueError, RuntimeError) as err:                       # bad input, no GPU, divergence
-        print(f"minimal-ep: error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 1 if isinstance(err, TrainingDiverged) else 2
-    except KeyboardInterrupt:
-        print("minimal-ep: interrupted; the last completed epoch's checkpoint is kept", file=sys.stderr)
+    except TrainingStopped as err:                      # divergence, an output that cannot be written
+        print(f"minimal-ep: error: {_one_line(err)}", file=sys.stderr)
+        return 1
+    except (ValueError, RuntimeError) as err:           # bad input, no GPU
+        print(f"minimal-ep: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except OSError as err:                              # a file named on the command line
+        print(f"minimal-ep: error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:
+        print(f"minimal-ep: {_one_line(err) or 'interrupted'}", file=sys.stderr)
         return 130
-    return 0

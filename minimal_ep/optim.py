@@ -6,6 +6,7 @@ weight's rate. Gradients are those of the loss (EP's and BPTT's alike), so the u
 
     v <- momentum * v + g,      theta <- theta - lr_n * v
 """
+import math
 
 
 class SGD:
@@ -28,8 +29,10 @@ class SGD:
         if len(lrs) != len(layers):
             raise ValueError(f"lr needs one value per layer ({len(layers)}: "
                              f"{', '.join('w%d' % n for n in layers)}), got {len(lrs)}")
-        if any(v < 0 for v in lrs) or not 0.0 <= momentum < 1.0:
-            raise ValueError(f"learning rates must be >= 0 and momentum in [0, 1), got {lrs}, {momentum}")
+        if not all(math.isfinite(v) and v >= 0 for v in lrs):
+            raise ValueError(f"learning rates must be finite and >= 0, got {lrs}")
+        if not 0.0 <= momentum < 1.0:           # also False for NaN
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         self.base_lrs = dict(zip(layers, lrs))
         self.scale = 1.0                     # a schedule multiplies every rate by this
         self.momentum = float(momentum)
@@ -39,7 +42,11 @@ class SGD:
         return self.base_lrs[int(name[1:])] * self.scale
 
     def step(self, grads):
-        """Descend ``grads`` (a dict with the keys of ``params``), in place."""
+        """Descend ``grads`` (a dict with keys of ``params``), in place; ValueError on another key."""
+        unknown = sorted(set(grads) - set(self.params))
+        if unknown:
+            raise ValueError(f"gradients for unknown parameters {', '.join(unknown)}; the parameters "
+                             f"are {', '.join(self.params)}")
         for name, g in grads.items():
             if self.momentum:
                 v = self.velocity[name]

@@ -1,59 +1,73 @@
 """Training and evaluation: the loop behind ``minimal-ep train`` and ``minimal-ep evaluate``.
 
 One epoch: shuffle (seeded), then per batch a free phase, the gradient (EP: nudged phases from the
-free state; BPTT: backpropagation through the unrolled free phase), a check that every state and
-weight is finite, and an SGD step with layer-wise learning rates. After each epoch: the test error
-(free phase of T_eval steps, prediction = argmax of the top layer or readout), one line of
-metrics, ``metrics.jsonl``, ``checkpoint.npz`` and ``learning_curves.png`` in the output directory.
+free state; BPTT: backpropagation through the unrolled free phase), an SGD step with layer-wise
+learning rates, and the divergence checks (:func:`check_divergence`). After each epoch: the test
+error (free phase of T_eval steps, prediction = argmax of the top layer or readout), one line of
+metrics, then one commit: ``checkpoint.npz`` (which holds the metrics of every epoch), from which
+``metrics.jsonl`` and ``learning_curves.png`` are rewritten.
 
-Files are written to a temporary name and renamed, so a crash or Ctrl-C never leaves a half-written
-checkpoint; ``resume=True`` continues from the last completed epoch with the saved weights, optimiser
-and RNG state, and gives the same numbers as an uninterrupted run of the same seed.
+The output folder's rules (a lock, no silent overwrite, no half-written file) are in
+:mod:`minimal_ep.runs`, the checks of a checkpoint in :mod:`minimal_ep.checkpoints`.
+``resume=True`` continues from the last completed epoch with the saved weights, optimiser and RNG
+states, and gives the same numbers as an uninterrupted run of the same seed.
 """
-import json
-import os
+import math
 import pathlib
 import time
+from typing import NamedTuple
 
 import numpy as np
 
 from . import backend, config as config_mod, datasets
 from .bptt import bptt_gradients
+from .checkpoints import (CheckpointError, check_optim, check_params, config_differences,
+                          read_checkpoint, save_checkpoint)
+from .checkpoints import load_checkpoint  # noqa: F401  (re-exported: figures/ read checkpoints here)
 from .ep import ep_gradients
 from .build import build_network
 from .optim import SGD
+from .runs import atomic_write, open_run_folder, read_metrics, write_metrics
+
+DIVERGENCE_FACTOR = 1000.0   # a weight beyond this many times its Kaiming bound means divergence
 
 
-class TrainingDiverged(RuntimeError):
-    """A NaN or infinite value appeared in a state or a weight."""
+class TrainingStopped(RuntimeError):
+    """A run that stopped before its last epoch: divergence, or an output that could not be written."""
 
 
-def atomic_write(path, write):
-    """Call ``write(file)`` on a temporary file next to ``path``, then rename it to ``path``."""
-    path = pathlib.Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+class TrainingDiverged(TrainingStopped):
+    """A non-finite state, gradient, loss or weight, or a weight beyond its divergence limit."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; the message says which checkpoint is kept."""
+
+
+class Data(NamedTuple):
+    """Images (N, C, H, W) in [0, 1] and int64 labels on the host, and where they came from."""
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str          # "embedded" or the directory of the official files
+    files: dict          # {file name: {"path", "sha256"}} of every file read
 
 
 def network_from_config(cfg):
     """Build the network a configuration describes (on the active backend)."""
-    m = cfg["model"]
-    return build_network(input_shape=(1, 28, 28), conv_channels=m["conv_channels"],
-                         kernel_size=m["kernel_size"], padding=m["padding"], pool=m["pool"],
-                         pool_size=m["pool_size"], alpha=m["alpha"] or None, hidden=m["hidden"],
-                         n_classes=10, spiking=m["spiking"], loss=m["loss"], dtype=m["dtype"],
-                         seed=cfg["train"]["seed"], eps=m["eps"], lam=m["lam"], v_th=m["v_th"],
-                         surrogate_width=m["surrogate_width"], init_scale=m["init_scale"])
+    m, name = cfg["model"], cfg["data"]["dataset"]
+    return build_network(input_shape=datasets.INPUT_SHAPE[name], n_classes=datasets.N_CLASSES[name],
+                         conv_channels=m["conv_channels"], kernel_size=m["kernel_size"],
+                         padding=m["padding"], pool=m["pool"], pool_size=m["pool_size"],
+                         alpha=m["alpha"] or None, hidden=m["hidden"], spiking=m["spiking"],
+                         loss=m["loss"], dtype=m["dtype"], seed=cfg["train"]["seed"], eps=m["eps"],
+                         lam=m["lam"], v_th=m["v_th"], surrogate_width=m["surrogate_width"],
+                         init_scale=m["init_scale"])
 
 
 def load_data(cfg):
-    """(x_train, y_train, x_test, y_test, source) on the host, images (N, 1, 28, 28) in [0, 1]."""
+    """The configured splits as :class:`Data` (``train_size``/``test_size`` images, 0: all)."""
     d, m = cfg["data"], cfg["model"]
     data = datasets.load_dataset(d["dataset"], source=d["source"], data_dir=d["data_dir"] or None)
     out = []
@@ -64,7 +78,7 @@ def load_data(cfg):
                                          f"{d['dataset']} {split} split has {len(data[f'{split}_labels'])}")
         out.append(datasets.to_float_images(data[f"{split}_images"][:n], m["dtype"], d["normalize"]))
         out.append(data[f"{split}_labels"][:n].astype(np.int64))
-    return tuple(out) + (data["source"],)
+    return Data(*out, source=data["source"], files=data["files"])
 
 
 def lr_scale(cfg, epoch):
@@ -75,18 +89,45 @@ def lr_scale(cfg, epoch):
     return 1.0 - (1.0 - t["lr_final"]) * epoch / (t["epochs"] - 1)
 
 
-def check_finite(net, named, epoch, batch):
-    """Raise TrainingDiverged naming the first of ``named``, (what, array) pairs, that is not finite."""
+def divergence_limits(params, init_scale):
+    """{name: limit}: DIVERGENCE_FACTOR x max(1, init_scale_n) / sqrt(fan_in_n) for w_n and b_n.
+
+    ``1/sqrt(fan_in)`` is the Kaiming-uniform bound of the initial weights (``fan_in``: the product
+    of all but the first axis of ``w_n``); the bias of layer n has its weight's limit.
+    """
+    K = sum(name.startswith("w") for name in params)
+    scales = init_scale if isinstance(init_scale, list) else [init_scale] * K
+    limits = {}
+    for n in range(1, K + 1):
+        fan_in = math.prod(params[f"w{n}"].shape[1:])
+        limits[f"w{n}"] = limits[f"b{n}"] = DIVERGENCE_FACTOR * max(1.0, scales[n - 1]) / math.sqrt(fan_in)
+    return limits
+
+
+def check_divergence(net, named, limits, epoch, batch):
+    """Raise TrainingDiverged for the first of ``named`` ((what, array) pairs) that is not finite,
+    or whose name has a limit in ``limits`` that it exceeds in magnitude."""
+    where = f"at epoch {epoch + 1}, batch {batch + 1}"
     for what, a in named:
         if not bool(net.xp.isfinite(a).all()):
-            raise TrainingDiverged(f"non-finite values in the {what} at epoch {epoch + 1}, batch "
-                                   f"{batch + 1}; training stopped, the last good checkpoint is kept")
+            raise TrainingDiverged(f"non-finite values in the {what} {where}")
+        if what in limits:
+            largest = float(net.xp.abs(a).max())
+            if largest > limits[what]:
+                raise TrainingDiverged(
+                    f"weight {what} of layer {what[1:]} reached |{what}| = {largest:.3g} {where}, beyond "
+                    f"its divergence limit {limits[what]:.3g} ({DIVERGENCE_FACTOR:g} x its Kaiming "
+                    "bound max(1, init_scale)/sqrt(fan_in)); lower train.lr")
 
 
-def train_epoch(net, opt, cfg, x, y, rng, epoch, progress=True):
-    """One epoch over (x, y); returns (train error, mean loss, mean firing rate or None, seconds)."""
+def train_epoch(net, opt, cfg, x, y, rng, epoch, progress=True, sign_rng=None, limits=None):
+    """One epoch over (x, y); returns (train error, mean loss, mean firing rate or None, seconds).
+
+    ``rng`` shuffles the data; ``sign_rng`` draws the sign of beta when ``train.random_sign``;
+    ``limits`` (from :func:`divergence_limits`) bounds the weights. Raises TrainingDiverged.
+    """
     t, bs = cfg["train"], cfg["data"]["batch_size"]
-    T_free = t["T_free"]
+    T_free, limits = t["T_free"], limits or {}
     errors = seen = 0
     loss_sum, rate_sum, start = 0.0, 0.0, time.perf_counter()
     batches = list(datasets.iterate_batches(len(y), bs, cfg["data"]["shuffle"], rng))
@@ -94,20 +135,23 @@ def train_epoch(net, opt, cfg, x, y, rng, epoch, progress=True):
     for b, idx in enumerate(batches):
         xb, yb = backend.to_device(x[idx]), backend.to_device(y[idx])
         if t["algorithm"] == "ep":
-            beta = t["beta"] * (rng.choice((-1.0, 1.0)) if t["random_sign"] else 1.0)
+            beta = t["beta"] * (sign_rng.choice((-1.0, 1.0)) if t["random_sign"] else 1.0)
             free = net.free_phase(xb, T_free)
             grads = ep_gradients(net, xb, yb, beta, T_free, t["T_nudge"], t["estimator"], free_state=free)
         else:
             grads, free = bptt_gradients(net, xb, yb, T_free, return_state=True)
-        check_finite(net, [(f"state of layer {n}", a) for n, a in enumerate(free.xi) if n > 0]
-                     + [(f"gradient of {k}", v) for k, v in grads.items()], epoch, b)
+        loss = float(net.loss(free, yb))
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"the loss is {loss} at epoch {epoch + 1}, batch {b + 1}")
+        check_divergence(net, [(f"state of layer {n}", a) for n, a in enumerate(free.xi) if n > 0]
+                         + [(f"gradient of {k}", v) for k, v in grads.items()], {}, epoch, b)
         errors += int((net.predict(free) != yb).sum())
         seen += len(idx)
-        loss_sum += net.loss(free, yb) * len(idx)
+        loss_sum += loss * len(idx)
         if net.spiking:
             rate_sum += float(np.mean([s["rate"] for s in net.spike_stats(free)])) * len(idx)
         opt.step(grads)
-        check_finite(net, [(f"weight {k} after the update", p) for k, p in net.params.items()], epoch, b)
+        check_divergence(net, list(net.params.items()), limits, epoch, b)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(err=f"{errors / seen:.3f}", sps=f"{seen / (time.perf_counter() - start):.0f}")
@@ -126,74 +170,113 @@ def evaluate(net, x, y, T, batch_size=100):
     return errors / len(y)
 
 
-def save_checkpoint(path, net, opt, cfg, epoch, rng):
-    """Weights, optimiser state, completed epochs, RNG state and config, atomically, as .npz."""
-    arrays = {f"param.{k}": backend.to_numpy(v) for k, v in net.params.items()}
-    arrays.update({f"optim.{k}": backend.to_numpy(v) if not isinstance(v, float) else np.float64(v)
-                   for k, v in opt.state_dict().items()})
-    arrays["epoch"] = np.int64(epoch)
-    arrays["rng_state"] = np.array(json.dumps(rng.bit_generator.state))
-    arrays["config"] = np.array(config_mod.dumps(cfg))
-    atomic_write(path, lambda f: np.savez(f, **arrays))
+def make_rngs(seed):
+    """(data-shuffling RNG, RNG of the random sign of beta), both from the run seed, independent."""
+    return (np.random.default_rng(seed),
+            np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,))))
 
 
-def load_checkpoint(path):
-    """(config, params dict, optimiser state dict, completed epochs, rng state) from a checkpoint."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as err:
-        raise ValueError(f"cannot read checkpoint {path}: {err}") from None
-    cfg = config_mod.loads(str(data["config"]))
-    params = {k[6:]: v for k, v in data.items() if k.startswith("param.")}
-    optim = {k[6:]: (float(v) if v.ndim == 0 else v) for k, v in data.items() if k.startswith("optim.")}
-    return cfg, params, optim, int(data["epoch"]), json.loads(str(data["rng_state"]))
+def restore(ckpt, cfg, net, opt, rng, sign_rng):
+    """Load ``ckpt`` (a :class:`~minimal_ep.checkpoints.Checkpoint`) into the run; CheckpointError if
+    it was trained with other settings or does not fit the network."""
+    differences = config_differences(ckpt.config, cfg)
+    if differences:
+        raise CheckpointError(f"--resume: {ckpt.path} was trained with other settings: "
+                              + "; ".join(differences) + ". Resume with its settings, or start a new "
+                              "run (--overwrite or another --out)")
+    check_params(ckpt, net.params)
+    check_optim(ckpt, opt.state_dict())
+    for k, v in ckpt.params.items():
+        net.params[k][...] = backend.to_device(v)
+    opt.load_state_dict(ckpt.optim)
+    rng.bit_generator.state = ckpt.rng_state
+    if ckpt.sign_rng_state is not None:
+        sign_rng.bit_generator.state = ckpt.sign_rng_state
 
 
-def train(cfg, resume=False, progress=True, log=print):
-    """Run the configured training; returns the list of per-epoch metrics dicts."""
+def train(cfg, resume=False, overwrite=False, progress=True, log=print):
+    """Run the configured training; returns the list of per-epoch metrics dicts.
+
+    Parameters
+    ----------
+    cfg : dict
+        A resolved configuration (:func:`minimal_ep.config.resolve`).
+    resume : bool
+        Continue the run in ``run.out`` from its checkpoint (start afresh if there is none).
+    overwrite : bool
+        Replace the run in ``run.out``. Without ``resume`` or ``overwrite`` a folder that holds a
+        run is refused (:class:`~minimal_ep.runs.RunFolderError`).
+
+    Raises
+    ------
+    ConfigError, RunFolderError, CheckpointError, DatasetNotFoundError
+        Before anything is written.
+    TrainingDiverged, TrainingStopped, TrainingInterrupted
+        Mid-run; the message says which checkpoint is kept.
+    """
     t = cfg["train"]
     backend.set_backend(cfg["run"]["backend"])
-    out = pathlib.Path(cfg["run"]["out"])
-    out.mkdir(parents=True, exist_ok=True)
-    x_train, y_train, x_test, y_test, source = load_data(cfg)
-    net = network_from_config(cfg)
+    data = load_data(cfg)                              # everything that can fail on bad input
+    net = network_from_config(cfg)                     # happens before the folder is touched
     try:
         opt = SGD(net.params, t["lr"], t["momentum"])
     except ValueError as err:
         raise config_mod.ConfigError(f"train.lr: {err}") from None
-    rng = np.random.default_rng(t["seed"])
-    ckpt, metrics_path = out / "checkpoint.npz", out / "metrics.jsonl"
-    metrics, start = [], 0
-    if resume and ckpt.exists():
-        _, params, optim, start, rng_state = load_checkpoint(ckpt)
-        for k, v in params.items():
-            net.params[k][...] = backend.to_device(v)
-        opt.load_state_dict(optim)
-        rng.bit_generator.state = rng_state
-        if metrics_path.exists():
-            metrics = [json.loads(line) for line in metrics_path.read_text().splitlines()][:start]
-        log(f"resuming {out} after epoch {start}")
-    atomic_write(out / "config.toml", lambda f: f.write(config_mod.dumps(cfg).encode()))
-    log(f"{'SNN' if net.spiking else 'CRNN'} {t['algorithm'].upper()} on {cfg['data']['dataset']} "
-        f"({len(y_train)} train / {len(y_test)} test images from {source}), "
-        f"{sum(int(p.size) for p in net.params.values())} parameters, backend {backend.get_backend()}")
-    for epoch in range(start, t["epochs"]):
-        opt.scale = lr_scale(cfg, epoch)
-        train_err, loss, rate, seconds = train_epoch(net, opt, cfg, x_train, y_train, rng, epoch, progress)
-        test_err = evaluate(net, x_test, y_test, t["T_eval"] or t["T_free"], cfg["data"]["batch_size"])
-        row = {"epoch": epoch + 1, "train_error": train_err, "test_error": test_err, "loss": loss,
-               "seconds": seconds, "samples_per_second": len(y_train) / seconds,
-               "lr_scale": opt.scale}
-        if rate is not None:
-            row["firing_rate"] = rate
-        metrics.append(row)
-        save_checkpoint(ckpt, net, opt, cfg, epoch + 1, rng)
-        atomic_write(metrics_path, lambda f: f.write("".join(json.dumps(m) + "\n" for m in metrics).encode()))
-        _plot(metrics, out / "learning_curves.png")
-        log(f"epoch {epoch + 1:3d}  train error {100 * train_err:6.2f}%  test error {100 * test_err:6.2f}%"
-            + (f"  firing rate {rate:.3f}" if rate is not None else "") + f"  {seconds:6.1f}s")
+    rng, sign_rng = make_rngs(t["seed"])
+    limits = divergence_limits(net.params, cfg["model"]["init_scale"])
+    out = pathlib.Path(cfg["run"]["out"])
+    ckpt_path = out / "checkpoint.npz"
+    lock = open_run_folder(out, resume=resume, overwrite=overwrite, log=log)
+    metrics, saved = [], None                          # saved: epochs in the checkpoint on disk
+    try:
+        if resume and ckpt_path.exists():
+            ckpt = read_checkpoint(ckpt_path)
+            restore(ckpt, cfg, net, opt, rng, sign_rng)
+            saved = ckpt.epoch
+            metrics = (ckpt.metrics if ckpt.metrics is not None else read_metrics(out))[:saved]
+            write_metrics(out, metrics)                # repairs an interrupt after the last commit
+            log(f"resuming {out} after epoch {saved}")
+        elif resume:
+            log(f"no checkpoint in {out}: starting at epoch 1")
+        record = {name: dict(f) for name, f in data.files.items()}
+        atomic_write(out / "config.toml", lambda f: f.write(config_mod.dumps(cfg, record).encode()))
+        log(f"{'SNN' if net.spiking else 'CRNN'} {t['algorithm'].upper()} on {cfg['data']['dataset']} "
+            f"({len(data.y_train)} train / {len(data.y_test)} test images from {data.source}), "
+            f"{sum(int(p.size) for p in net.params.values())} parameters, backend {backend.get_backend()}")
+        for epoch in range(saved or 0, t["epochs"]):
+            opt.scale = lr_scale(cfg, epoch)
+            train_err, loss, rate, seconds = train_epoch(net, opt, cfg, data.x_train, data.y_train, rng,
+                                                         epoch, progress, sign_rng=sign_rng, limits=limits)
+            test_err = evaluate(net, data.x_test, data.y_test, t["T_eval"] or t["T_free"],
+                                cfg["data"]["batch_size"])
+            row = {"epoch": epoch + 1, "train_error": train_err, "test_error": test_err, "loss": loss,
+                   "seconds": seconds, "samples_per_second": len(data.y_train) / seconds,
+                   "lr_scale": opt.scale}
+            if rate is not None:
+                row["firing_rate"] = rate
+            metrics.append(row)
+            save_checkpoint(ckpt_path, net, opt, cfg, epoch + 1, rng, sign_rng, metrics)   # the commit
+            saved = epoch + 1
+            write_metrics(out, metrics)
+            log(f"epoch {epoch + 1:3d}  train error {100 * train_err:6.2f}%  test error {100 * test_err:6.2f}%"
+                + (f"  firing rate {rate:.3f}" if rate is not None else "") + f"  {seconds:6.1f}s")
+    except TrainingDiverged as err:
+        raise TrainingDiverged(f"training diverged: {err}; {_kept(ckpt_path, saved)}") from None
+    except OSError as err:
+        raise TrainingStopped(f"cannot write {err.filename or out}: {err.strerror or err}; "
+                              f"{_kept(ckpt_path, saved)}") from None
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(f"interrupted; {_kept(ckpt_path, saved)}") from None
+    finally:
+        lock.release()
     return metrics
+
+
+def _kept(path, epochs):
+    """What survives a run that stops now, in words."""
+    if epochs:
+        return f"the last good checkpoint ({path}, after epoch {epochs}) is kept"
+    return f"no checkpoint was written ({path} does not exist: no epoch was completed)"
 
 
 def _progress(total, desc, enabled):
@@ -201,22 +284,3 @@ def _progress(total, desc, enabled):
         return None
     from tqdm import tqdm
     return tqdm(total=total, desc=desc, leave=False, unit="batch", dynamic_ncols=True)
-
-
-def _plot(metrics, path):
-    """Learning curves (train and test error against epoch) as a PNG, written atomically.
-
-    Uses a bare matplotlib Figure (no pyplot), so the caller's plotting backend is left alone.
-    """
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(5, 3.5))
-    ax = fig.subplots()
-    epochs = [m["epoch"] for m in metrics]
-    ax.plot(epochs, [100 * m["train_error"] for m in metrics], "o-", label="train")
-    ax.plot(epochs, [100 * m["test_error"] for m in metrics], "s-", label="test")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("error (%)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))

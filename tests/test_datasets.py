@@ -4,6 +4,7 @@ import gzip
 import hashlib
 import pathlib
 import struct
+import urllib.request
 
 import numpy as np
 import pytest
@@ -149,21 +150,66 @@ def test_corrupt_gz_reports_expected_and_actual_hash(fake_mnist):
 
 def test_lookup_order(tmp_path, monkeypatch, fake_mnist):
     arrays = fake_mnist[1]
-    explicit, env, xdg = tmp_path / "explicit", tmp_path / "env", tmp_path / "xdg"
-    places = [explicit / "mnist", env,  # <dir>/<name> and <dir> itself both work
+    env, xdg = tmp_path / "env", tmp_path / "xdg"
+    places = [env / "mnist", env,  # <dir>/<name> and <dir> itself both work
               xdg / "minimal_ep" / "mnist", datasets.DEBIAN_DIR / "mnist"]
     for place in places:
         write_fake(place, arrays)
     monkeypatch.setenv("MINIMAL_EP_DATA", str(env))
     monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
-    assert datasets.search_dirs("mnist", explicit) == [
-        explicit / "mnist", explicit, env / "mnist", env, xdg / "minimal_ep" / "mnist",
-        datasets.DEBIAN_DIR / "mnist"]
+    assert datasets.search_dirs("mnist") == places
     for place in places:  # remove the winner each time: the next one in the order takes over
-        assert datasets.find_dataset("mnist", data_dir=explicit) == place
-        for f in place.iterdir():
+        assert datasets.find_dataset("mnist") == place
+        for f in place.glob("*.gz"):
             f.unlink()
-    assert datasets.find_dataset("mnist", data_dir=explicit) is None
+    assert datasets.find_dataset("mnist") is None
+
+
+def test_a_named_data_dir_is_the_only_place_read(tmp_path, monkeypatch, fake_mnist):
+    """--data-dir DIR: DIR or DIR/<name>, never a fallback to $MINIMAL_EP_DATA, the cache or a download."""
+    src, arrays, _ = fake_mnist
+    monkeypatch.setenv("MINIMAL_EP_DATA", str(src))               # complete files elsewhere
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", [src.as_uri()])
+    mine = tmp_path / "mine"
+    assert datasets.search_dirs("mnist", mine) == [mine / "mnist", mine]
+    with pytest.raises(datasets.DatasetNotFoundError) as err:
+        datasets.load_dataset("mnist", source="full", data_dir=mine)
+    msg = str(err.value)
+    assert "\n" not in msg and str(mine) in msg and "does not exist" in msg
+    assert all(stem in msg for stem in datasets.FILES)
+    assert not (tmp_path / "home" / ".cache").exists()               # nothing was downloaded
+    write_fake(mine, arrays)
+    (mine / "t10k-labels-idx1-ubyte.gz").unlink()                     # a missing labels file is named
+    with pytest.raises(datasets.DatasetNotFoundError, match=r"lacks t10k-labels-idx1-ubyte\[\.gz\]$"):
+        datasets.load_dataset("mnist", source="full", data_dir=mine)
+    with pytest.raises(ValueError, match="needs source='full'"):
+        datasets.load_dataset("mnist", source="embedded", data_dir=mine)
+
+
+def test_load_dataset_records_the_files_it_read(fake_mnist):
+    src, _, hashes = fake_mnist
+    data = datasets.load_dataset("mnist", source="full", data_dir=src, download=False)
+    assert data["files"] == {name: {"path": str((src / name).resolve()), "sha256": h}
+                             for name, h in hashes.items()}
+    embedded = datasets.load_dataset("mnist")["files"]
+    (record,) = embedded.values()
+    path = pathlib.Path(record["path"])
+    assert path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == record["sha256"]
+
+
+def test_status_verifies_what_it_reports_as_found(tmp_path, monkeypatch, fake_mnist):
+    src, _, _ = fake_mnist
+    status = {s["name"]: s for s in datasets.dataset_status(src)}
+    assert status["mnist"]["found"] == src and status["mnist"]["problems"] == []
+    labels = src / "train-labels-idx1-ubyte.gz"
+    labels.write_bytes(labels.read_bytes()[:-3])                     # damaged after the download
+    status = {s["name"]: s for s in datasets.dataset_status(src)}
+    (problem,) = status["mnist"]["problems"]
+    assert "train-labels-idx1-ubyte.gz" in problem and "SHA-256 mismatch" in problem
+    labels.unlink()
+    status = {s["name"]: s for s in datasets.dataset_status(src)}
+    assert status["mnist"]["found"] is None
+    assert status["mnist"]["incomplete"] == [(src, ["train-labels-idx1-ubyte"])]
 
 
 def test_cache_default_is_home_dot_cache(tmp_path, fake_mnist):
@@ -218,7 +264,7 @@ def test_interrupted_download_leaves_no_partial_file(tmp_path, monkeypatch, fake
         def __enter__(self): return self
         def __exit__(self, *exc): return False
 
-    monkeypatch.setattr(datasets.urllib.request, "urlopen", lambda url, timeout: Broken())
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Broken())
     dest = tmp_path / "dl"
     with pytest.raises(datasets.DatasetNotFoundError, match="connection reset"):
         datasets.download("mnist", dest=dest, mirrors=["https://a.invalid/", "https://b.invalid/"],
@@ -230,11 +276,11 @@ def test_offline_error_message(tmp_path, monkeypatch):
     monkeypatch.setenv("MINIMAL_EP_DATA", str(tmp_path / "env"))
     mirrors = [(tmp_path / "m1").as_uri(), (tmp_path / "m2").as_uri()]
     with pytest.raises(datasets.DatasetNotFoundError) as err:
-        datasets.load_dataset("fmnist", source="full", data_dir=tmp_path / "mine", mirrors=mirrors)
+        datasets.load_dataset("fmnist", source="full", mirrors=mirrors)
     assert isinstance(err.value, FileNotFoundError)
     msg = str(err.value)
     assert "'fashion-mnist'" in msg
-    for d in datasets.search_dirs("fashion-mnist", tmp_path / "mine"):
+    for d in datasets.search_dirs("fashion-mnist"):
         assert str(d) in msg
     for name, h in datasets.SHA256["fashion-mnist"].items():
         assert f"{name}  {h}" in msg

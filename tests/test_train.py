@@ -18,7 +18,7 @@ def tiny_config(tmp_path, *more, epochs=1):
 def test_config_defaults_overrides_and_round_trip(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[model]\npool = "max"\nhidden = [32, 16]\n[train]\nbeta = 1\n')
-    cfg = config.resolve(path, ["train.T_free=12", "model.loss=ce", "data.dataset=fashion-mnist"],
+    cfg = config.resolve(path, ["train.T_free=12", "model.loss=ce", "data.dataset=fashion-mnist", "train.lr=0.1"],
                          **{"train.epochs": 3, "train.seed": None})
     assert cfg["model"]["pool"] == "max" and cfg["model"]["hidden"] == [32, 16]
     assert cfg["train"]["beta"] == 1.0 and isinstance(cfg["train"]["beta"], float)
@@ -32,7 +32,7 @@ def test_config_defaults_overrides_and_round_trip(tmp_path):
     ("model.pools=avg", r"unknown config key model.pools; allowed in \[model\]: spiking, conv_channels"),
     ("optim.lr=1", r"unknown config section \[optim\]; allowed: data, model, train, run"),
     ("train.T_free=0", r"bad value for train.T_free: 0; allowed: an integer >= 1"),
-    ("train.beta=0", r"bad value for train.beta: 0.0; allowed: a non-zero number"),
+    ("train.beta=0", r"bad value for train.beta: 0.0; allowed: a finite non-zero number"),
     ("model.eps=1.5", r"bad value for model.eps: 1.5; allowed: a number in \(0, 1\]"),
     ("train.algorithm=adam", r"bad value for train.algorithm: 'adam'; allowed: ep, bptt"),
     ("nodot=1", r"--set takes section.key=value"),
@@ -150,10 +150,10 @@ def test_cli_exit_codes_and_messages(tmp_path, capsys):
 def test_cli_ctrl_c_keeps_the_last_completed_epoch(tmp_path, capsys, monkeypatch):
     real = train_mod.train_epoch
 
-    def interrupted(net, opt, cfg, x, y, rng, epoch, progress=True):
+    def interrupted(net, opt, cfg, x, y, rng, epoch, progress=True, **kw):
         if epoch == 1:
             raise KeyboardInterrupt
-        return real(net, opt, cfg, x, y, rng, epoch, progress)
+        return real(net, opt, cfg, x, y, rng, epoch, progress, **kw)
 
     monkeypatch.setattr(train_mod, "train_epoch", interrupted)
     args = ["train", "--out", str(tmp_path), "--epochs", "3", "--no-progress"]
