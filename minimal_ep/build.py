@@ -1,49 +1,55 @@
 """``build_network``: a convergent RNN, continuous or spiking, from keyword arguments, every one checked.
 
-A wrong argument is a ValueError that names it and says what is allowed, before anything is built:
-``conv_channels="16"`` is not read as the channels 1 and 6, ``(2.7,)`` is not rounded to 2, an
-infinite ``init_scale`` or a NaN ``v_th`` never reaches the weights or the threshold.
+The defaults and the allowed values of the model's settings live in one place,
+:class:`minimal_ep.config.ModelConfig` (whose defaults are ``configs/quickstart.toml``); this module
+reads both from there. A wrong argument is a ValueError that names it and says what is allowed,
+before anything is built: ``conv_channels="16"`` is not read as the channels 1 and 6, ``(2.7,)`` is
+not rounded to 2, an infinite ``init_scale`` or a NaN ``v_th`` never reaches the weights or the
+threshold.
 """
 import math
 import numbers
 
-from .network import LOSSES, ConvergentRNN
-from .pooling import POOLS
+from . import config
+from .network import ConvergentRNN
+
+_D = config.ModelConfig()
 
 
-def _ints(name, value, minimum, allow_empty=True):
-    """``value`` as a tuple of ints >= minimum; ValueError naming ``name`` otherwise."""
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise ValueError(f"{name} must be a sequence of integers, got {value!r}")
-    out = tuple(value)
-    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= minimum for v in out):
+def _as_setting(value):
+    """A Python argument in the form the config checks read: sequences as lists, integers as int."""
+    if isinstance(value, (tuple, list)):
+        return [_as_setting(v) for v in value]
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _model_setting(key, value):
+    """``value`` checked against :class:`~minimal_ep.config.ModelConfig`'s rule for ``key``."""
+    try:
+        return config.check_value("model", key, _as_setting(value))
+    except config.ConfigError:
+        raise ValueError(f"{key} must be {config.SCHEMA['model'][key][2]}, got {value!r}") from None
+
+
+def _positive_ints(name, value, minimum=1):
+    value = _as_setting(value)
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                              and v >= minimum for v in value):
         raise ValueError(f"{name} must be a sequence of integers >= {minimum}, got {value!r}")
-    if not out and not allow_empty:
-        raise ValueError(f"{name} must not be empty")
-    return tuple(int(v) for v in out)
+    return tuple(value)
 
 
-def _int(name, value, minimum):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _real(name, value, low=-math.inf, high=math.inf, low_open=True, high_open=False):
-    """``value`` as a finite float in the interval; ValueError naming ``name`` otherwise."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok:
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
-    return float(value)
-
-
-def build_network(input_shape=(1, 28, 28), conv_channels=(128, 256), kernel_size=3, padding=0,
-                  pool="avg", hidden=(512,), n_classes=10, spiking=False, loss="mse",
-                  dtype="float32", seed=0, eps=0.8, pool_size=2, alpha=None, init_scale=1.0,
-                  settle_tol=None, lam=0.6, v_th=0.5, surrogate_width=1.0):
+def build_network(input_shape=(1, 28, 28), conv_channels=tuple(_D.conv_channels), kernel_size=_D.kernel_size,
+                  padding=_D.padding, pool=_D.pool, hidden=tuple(_D.hidden), n_classes=10,
+                  spiking=_D.spiking, loss=_D.loss, dtype=_D.dtype, seed=0, eps=_D.eps,
+                  pool_size=_D.pool_size, alpha=None, init_scale=_D.init_scale, settle_tol=None,
+                  lam=_D.lam, v_th=_D.v_th, surrogate_width=_D.surrogate_width):
     """Build a convolutional convergent RNN, continuous (``spiking=False``) or spiking.
+
+    The defaults are the quickstart's (``configs/quickstart.toml``, :class:`minimal_ep.config.ModelConfig`):
+    a spiking conv 16-32 -> dense 128 -> 10 network with average pooling and eps = lam = 0.3.
 
     Parameters
     ----------
@@ -67,7 +73,7 @@ def build_network(input_shape=(1, 28, 28), conv_channels=(128, 256), kernel_size
     pool_size : int
         F, the pooling window and stride.
     alpha : float, optional
-        Scale of average unpooling (Eq. 16); default F*F, the exact adjoint.
+        Scale of average unpooling (Eq. 16); None (or 0) is F*F, the exact adjoint.
     init_scale : float or tuple of float
         Multiplies the Kaiming-uniform bound 1 / sqrt(fan_in), per weight when a tuple.
     settle_tol : float, optional
@@ -81,32 +87,27 @@ def build_network(input_shape=(1, 28, 28), conv_channels=(128, 256), kernel_size
     ValueError
         Naming the argument, for any value outside its range.
     """
-    if pool not in POOLS:
-        raise ValueError(f"unknown pool {pool!r}; allowed: {', '.join(POOLS)}")
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; allowed: {', '.join(LOSSES)}")
-    input_shape = _ints("input_shape", input_shape, 1)
+    model = {key: _model_setting(key, value) for key, value in dict(
+        conv_channels=conv_channels, kernel_size=kernel_size, padding=padding, pool=pool, hidden=hidden,
+        spiking=spiking, loss=loss, dtype=dtype, eps=eps, pool_size=pool_size, init_scale=init_scale,
+        alpha=0.0 if alpha is None else alpha, lam=lam, v_th=v_th, surrogate_width=surrogate_width).items()}
+    input_shape = _positive_ints("input_shape", input_shape)
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (C, H, W), got {input_shape!r}")
-    scales = (init_scale,) if isinstance(init_scale, numbers.Real) else init_scale
-    if isinstance(scales, (str, bytes)) or not hasattr(scales, "__iter__"):
-        raise ValueError(f"init_scale must be a number or a sequence of numbers, got {init_scale!r}")
-    for v in scales:
-        _real("init_scale", v, 0.0)
-    if alpha is not None:
-        alpha = _real("alpha", alpha, 0.0)
-    if settle_tol is not None:
-        settle_tol = _real("settle_tol", settle_tol, 0.0)
-    if seed is not None:
-        seed = _int("seed", seed, 0)
-    args = dict(input_shape=input_shape, conv_channels=_ints("conv_channels", conv_channels, 1),
-                kernel_size=_int("kernel_size", kernel_size, 1), padding=_int("padding", padding, 0),
-                pool=pool, pool_size=_int("pool_size", pool_size, 1), alpha=alpha,
-                hidden=_ints("hidden", hidden, 1), n_classes=_int("n_classes", n_classes, 2),
-                loss=loss, dtype=dtype, seed=seed, eps=_real("eps", eps, 0.0, 1.0),
-                init_scale=init_scale, settle_tol=settle_tol)
-    if not spiking:
+    if not isinstance(n_classes, numbers.Integral) or isinstance(n_classes, bool) or n_classes < 2:
+        raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}")
+    if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0):
+        raise ValueError(f"seed must be an integer >= 0 or None, got {seed!r}")
+    if settle_tol is not None and not (isinstance(settle_tol, numbers.Real) and math.isfinite(settle_tol)
+                                       and settle_tol > 0):
+        raise ValueError(f"settle_tol must be a finite number > 0 or None, got {settle_tol!r}")
+    args = dict(input_shape=input_shape, conv_channels=tuple(model["conv_channels"]),
+                kernel_size=model["kernel_size"], padding=model["padding"], pool=model["pool"],
+                pool_size=model["pool_size"], alpha=model["alpha"] or None, hidden=tuple(model["hidden"]),
+                n_classes=int(n_classes), loss=model["loss"], dtype=model["dtype"], seed=seed,
+                eps=model["eps"], init_scale=model["init_scale"], settle_tol=settle_tol)
+    if not model["spiking"]:
         return ConvergentRNN(**args)
-    from .spiking import SpikingConvergentRNN      # spiking.py builds on this module
-    return SpikingConvergentRNN(lam=_real("lam", lam, 0.0, 1.0), v_th=_real("v_th", v_th),
-                                surrogate_width=_real("surrogate_width", surrogate_width, 0.0), **args)
+    from .spiking import SpikingConvergentRNN      # spiking.py builds on network.py
+    return SpikingConvergentRNN(lam=model["lam"], v_th=model["v_th"],
+                                surrogate_width=model["surrogate_width"], **args)

@@ -24,6 +24,7 @@ except ModuleNotFoundError:            # Python 3.10
 import tomli_w
 
 from .backend import BACKENDS, DTYPES
+from .pooling import POOLS
 
 RECORD_SECTION = "data_files"   # written by a run into config.toml: the data files it read (not a setting)
 
@@ -116,7 +117,7 @@ class ModelConfig:
     conv_channels: list = setting([16, 32], "a list of integers >= 1", _widths)
     kernel_size: int = setting(3, "an integer >= 1", _int_at_least(1))
     padding: int = setting(0, "an integer >= 0", _int_at_least(0))
-    pool: str = choice("avg", ("avg", "max"))
+    pool: str = choice("avg", tuple(POOLS))
     pool_size: int = setting(2, "an integer >= 1", _int_at_least(1))
     alpha: float = setting(0.0, "a finite number > 0, or 0 for F*F", _finite_in(0, math.inf, high_open=True))
     hidden: list = setting([128], "a list of integers >= 1", _widths)

@@ -31,7 +31,6 @@ from .dynamics import Nudge, State, update
 from .layers import ConvPool, Dense, MSEOutput, SoftmaxReadout
 from .pooling import POOLS
 
-LOSSES = ("mse", "ce")
 
 
 class NotSettledWarning(UserWarning):

@@ -568,19 +568,15 @@ def test_9_sgd_rejects_non_finite_rates_and_unknown_gradients():
     assert np.array_equal(params["w1"], np.ones(3))          # nothing was updated
 
 
-# build_network's and free_phase's checks belong to network.py (the lead's part of issue 11 point 9)
-NETWORK = pytest.mark.xfail(strict=True, reason="issue 11.9: network.py validates its arguments (lead)")
-
-
 @pytest.mark.parametrize("kwargs, name", [
-    pytest.param({"conv_channels": "16"}, "conv_channels", marks=NETWORK),
-    pytest.param({"conv_channels": (2.7,)}, "conv_channels", marks=NETWORK),
-    pytest.param({"hidden": 8}, "hidden", marks=NETWORK),
-    pytest.param({"kernel_size": 0}, "kernel_size", marks=NETWORK),
-    pytest.param({"padding": -1}, "padding", marks=NETWORK),
-    pytest.param({"init_scale": float("inf")}, "init_scale", marks=NETWORK),
-    pytest.param({"init_scale": 0.0}, "init_scale", marks=NETWORK),
-    pytest.param({"v_th": float("nan"), "spiking": True}, "v_th", marks=NETWORK),
+    ({"conv_channels": "16"}, "conv_channels"),
+    ({"conv_channels": (2.7,)}, "conv_channels"),
+    ({"hidden": 8}, "hidden"),
+    ({"kernel_size": 0}, "kernel_size"),
+    ({"padding": -1}, "padding"),
+    ({"init_scale": float("inf")}, "init_scale"),
+    ({"init_scale": 0.0}, "init_scale"),
+    ({"v_th": float("nan"), "spiking": True}, "v_th"),
     ({"lam": float("nan"), "spiking": True}, "lam"),
 ])
 def test_9_build_network_names_the_bad_argument(kwargs, name):
@@ -588,7 +584,6 @@ def test_9_build_network_names_the_bad_argument(kwargs, name):
         mep.build_network(**{"conv_channels": (2,), "hidden": (4,), **kwargs})
 
 
-@NETWORK
 def test_9_free_phase_rejects_pixels_outside_0_1():
     net = mep.build_network(conv_channels=(2,), hidden=(4,))
     with pytest.raises(ValueError, match=r"\[0, 1\].*255"):

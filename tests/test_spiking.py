@@ -163,7 +163,7 @@ def test_ep_memory_is_flat_in_T_and_bptt_memory_grows():
 
 
 def test_bad_spiking_arguments():
-    with pytest.raises(ValueError, match=r"lam must be a finite number in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"lam must be a number in \(0, 1\]"):
         small_net(spiking=True, lam=0.0)
-    with pytest.raises(ValueError, match=r"surrogate_width must be a finite number in \(0, inf\]"):
+    with pytest.raises(ValueError, match="surrogate_width must be a finite number > 0"):
         small_net(spiking=True, surrogate_width=0.0)
