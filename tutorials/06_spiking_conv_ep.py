@@ -27,6 +27,12 @@
 
 # %%
 import os
+
+# One BLAS thread, set before NumPy is imported (restart the kernel after changing it): the matrices
+# here are small, so more threads only add waiting, and a fixed thread count keeps the printed
+# numbers the same from run to run; export OPENBLAS_NUM_THREADS yourself to override it.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 import time
 
 import matplotlib.pyplot as plt
@@ -38,6 +44,7 @@ from minimal_ep.gradcheck import cosine
 from minimal_ep.optim import SGD
 
 FAST = os.environ.get("MINIMAL_EP_FAST", "0") == "1"
+SEED = int(os.environ.get("MINIMAL_EP_SEED", "0"))   # change it: other weights and random draws
 BATCH = 20
 N_BATCHES = 3 if FAST else 250          # training batches (normal mode: one pass over 5000 images)
 N_TEST = 40 if FAST else 500
@@ -66,7 +73,7 @@ print("labels of the first 20 training images:", y_train[:20])
 
 # %%
 net = mep.build_network(input_shape=(1, 28, 28), conv_channels=(8, 16), hidden=(64,), pool="avg",
-                        spiking=True, eps=0.3, lam=0.3, loss="mse", dtype="float32", seed=0)
+                        spiking=True, eps=0.3, lam=0.3, loss="mse", dtype="float32", seed=SEED)
 print("layer shapes", net.shapes[1:])
 print("parameters", {k: tuple(v.shape) for k, v in net.params.items()},
       " total", sum(v.size for v in net.params.values()))
@@ -85,7 +92,7 @@ print("parameters", {k: tuple(v.shape) for k, v in net.params.items()},
 
 # %%
 opt = SGD(net.params, LRS)
-order = np.random.default_rng(0).permutation(len(y_train))
+order = np.random.default_rng(SEED).permutation(len(y_train))
 errors, start = [], time.perf_counter()
 for b in range(N_BATCHES):
     idx = order[b * BATCH:(b + 1) * BATCH]
@@ -144,7 +151,7 @@ if not FAST:
 # %%
 x_p = x_train[:BATCH]
 arch = dict(input_shape=(1, 28, 28), conv_channels=(8, 16), hidden=(64,), eps=0.3, loss="mse",
-            dtype="float32", seed=0)
+            dtype="float32", seed=SEED)
 gap = {}
 for pool in ("avg", "max"):
     crnn = mep.build_network(pool=pool, **dict(arch, eps=0.8))        # same weights as snn
