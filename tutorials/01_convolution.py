@@ -29,9 +29,10 @@
 # %%
 import os
 
-# One BLAS thread, set before NumPy is imported (restart the kernel after changing it): the matrices
-# here are small, so more threads only add waiting, and a fixed thread count keeps the printed
-# numbers the same from run to run; export OPENBLAS_NUM_THREADS yourself to override it.
+# One BLAS thread, set before NumPy is imported: the matrices here are small, so
+# more threads only add waiting, and a fixed thread count keeps the printed numbers
+# the same from run to run (export OPENBLAS_NUM_THREADS to override; restart the
+# kernel after changing it).
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
@@ -41,7 +42,7 @@ import numpy as np
 from minimal_ep import col2im, conv2d, conv2d_weight, conv_transpose2d, im2col
 
 FAST = os.environ.get("MINIMAL_EP_FAST", "0") == "1"  # everything here is small anyway
-SEED = int(os.environ.get("MINIMAL_EP_SEED", "0"))   # change it: other weights and random draws
+SEED = int(os.environ.get("MINIMAL_EP_SEED", "0"))  # other weights, other draws
 rng = np.random.default_rng(SEED)
 np.set_printoptions(precision=3, suppress=True, linewidth=110)
 

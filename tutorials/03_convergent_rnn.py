@@ -29,9 +29,10 @@
 # %%
 import os
 
-# One BLAS thread, set before NumPy is imported (restart the kernel after changing it): the matrices
-# here are small, so more threads only add waiting, and a fixed thread count keeps the printed
-# numbers the same from run to run; export OPENBLAS_NUM_THREADS yourself to override it.
+# One BLAS thread, set before NumPy is imported: the matrices here are small, so
+# more threads only add waiting, and a fixed thread count keeps the printed numbers
+# the same from run to run (export OPENBLAS_NUM_THREADS to override; restart the
+# kernel after changing it).
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
@@ -42,7 +43,7 @@ import minimal_ep as mep
 from minimal_ep import datasets
 
 FAST = os.environ.get("MINIMAL_EP_FAST", "0") == "1"
-SEED = int(os.environ.get("MINIMAL_EP_SEED", "0"))   # change it: other weights and random draws
+SEED = int(os.environ.get("MINIMAL_EP_SEED", "0"))  # other weights, other draws
 N = 4 if FAST else 8            # images in the batch
 T = 100 if FAST else 150        # steps of a free phase
 np.set_printoptions(precision=3, suppress=True, linewidth=110)
@@ -367,7 +368,7 @@ plt.show()
 # 2. **Where does the 2-cycle start?** For `init_scale` in 1, 1.5, 2, 2.5 and 3, run free phases
 #    with eps = 1 and eps = 0.5 and record the final residuals. From which scale on does eps = 1
 #    stall, and does eps = 0.5 still settle there?
-# 3. **alpha and the route balance.** Build the net with `alpha` = 1, 2, 4 (the default F*F) and 8,
+# 3. **alpha and the route balance.** Build the net with `alpha` = 1, 2, 4 (the default `F*F`) and 8,
 #    settle it, and measure `mean |forward route| / mean |backward route|` of layers 1 and 2 at the
 #    fixed point. How does the ratio scale with alpha, and why does only one of the two layers
 #    follow it? (Hint: which backward route goes through the unpooling?)

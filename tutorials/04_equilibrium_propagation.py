@@ -44,9 +44,10 @@
 # %%
 import os
 
-# One BLAS thread, set before NumPy is imported (restart the kernel after changing it): the matrices
-# here are small, so more threads only add waiting, and a fixed thread count keeps the printed
-# numbers the same from run to run; export OPENBLAS_NUM_THREADS yourself to override it.
+# One BLAS thread, set before NumPy is imported: the matrices here are small, so
+# more threads only add waiting, and a fixed thread count keeps the printed numbers
+# the same from run to run (export OPENBLAS_NUM_THREADS to override; restart the
+# kernel after changing it).
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
@@ -60,7 +61,7 @@ from minimal_ep.gradcheck import cosine, gdd_metrics, relative_error
 from minimal_ep.optim import SGD
 
 FAST = os.environ.get("MINIMAL_EP_FAST", "0") == "1"
-SEED = int(os.environ.get("MINIMAL_EP_SEED", "3"))   # change it: other weights and random draws
+SEED = int(os.environ.get("MINIMAL_EP_SEED", "3"))  # other weights, other draws
 FD_ENTRIES = 4 if FAST else 10  # finite differences: entries per tensor (each costs 2 free phases)
 T = 100                         # free phase; T_NUDGE for each nudged phase
 T_NUDGE = 60

@@ -30,9 +30,10 @@
 # %%
 import os
 
-# One BLAS thread, set before NumPy is imported (restart the kernel after changing it): the matrices
-# here are small, so more threads only add waiting, and a fixed thread count keeps the printed
-# numbers the same from run to run; export OPENBLAS_NUM_THREADS yourself to override it.
+# One BLAS thread, set before NumPy is imported: the matrices here are small, so
+# more threads only add waiting, and a fixed thread count keeps the printed numbers
+# the same from run to run (export OPENBLAS_NUM_THREADS to override; restart the
+# kernel after changing it).
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 import time
@@ -46,7 +47,7 @@ from minimal_ep.gradcheck import cosine
 from minimal_ep.optim import SGD
 
 FAST = os.environ.get("MINIMAL_EP_FAST", "0") == "1"
-SEED = int(os.environ.get("MINIMAL_EP_SEED", "0"))   # change it: other weights and random draws
+SEED = int(os.environ.get("MINIMAL_EP_SEED", "0"))  # other weights, other draws
 BATCH = 20
 N_BATCHES = 3 if FAST else 250          # training batches (normal mode: one pass over 5000 images)
 N_TEST = 40 if FAST else 500
