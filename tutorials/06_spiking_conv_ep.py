@@ -89,8 +89,8 @@ print("parameters", {k: tuple(v.shape) for k, v in net.params.items()},
 # the update. Look for: the error falling from chance (90%). Our normal-mode run (SEED = 0, one
 # pass over the 5000 images, one BLAS thread, `python tutorials/06_spiking_conv_ep.py`): the
 # training error over the last 25 batches went 82% -> 74% -> 62% -> 43% from batch 25 to 100 and
-# reached 16% at batch 250; the test error was **24.8%**; the whole tutorial took 29 s (22 s of
-# training) on a 2-core machine shared with other jobs. The numbers depend on the BLAS thread
+# reached 16% at batch 250; the test error was **24.8%**; the whole tutorial took 25-30 s (20-22 s
+# of training, three runs) on a 2-core machine shared with other jobs. The numbers depend on the BLAS thread
 # count: with `OPENBLAS_NUM_THREADS=2` the same run gave 18.2% test error and took 59 s. float32
 # sums are added in another order, and a spike threshold turns a tiny difference into a different
 # spike, so the whole trajectory changes (this is why the first cell fixes one thread). Both are
