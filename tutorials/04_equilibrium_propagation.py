@@ -15,11 +15,27 @@
 # # 04 Equilibrium Propagation: nudging, the two estimators, and the GDD picture
 #
 # Tutorial 03 let the network settle to a fixed point `s*` (the *free phase*). EP learns by
-# settling a second time with the output gently pulled towards the target, and comparing:
+# settling a second time with the output gently pulled towards the target, and comparing. The
+# nudged phase starts from $s^*$ and adds $\beta\,(y - s_{\mathrm{out}})$ to the output's input,
+# giving $s^\beta$; then
 #
-#     nudged phase  from s*, the output's input gets + beta (y - s_out)     -> s^beta
-#     one-sided     dL/dtheta ~= -(1/beta)  ( dPhi/dtheta(s^beta) - dPhi/dtheta(s*) )       (Eq. 4)
-#     symmetric     dL/dtheta ~= -(1/2beta) ( dPhi/dtheta(s^beta) - dPhi/dtheta(s^-beta) )  (Eq. 5)
+# $$\text{one-sided (Eq. 4):}\quad \frac{\partial L}{\partial \theta} \approx
+#   -\frac{1}{\beta}\Big( \frac{\partial \Phi}{\partial \theta}(s^{\beta})
+#   - \frac{\partial \Phi}{\partial \theta}(s^{*}) \Big)$$
+#
+# $$\text{symmetric (Eq. 5):}\quad \frac{\partial L}{\partial \theta} \approx
+#   -\frac{1}{2\beta}\Big( \frac{\partial \Phi}{\partial \theta}(s^{\beta})
+#   - \frac{\partial \Phi}{\partial \theta}(s^{-\beta}) \Big)$$
+#
+# **From the paper's notation.** The paper writes Eq. 4-5 with its energy E:
+# $\Delta w = \frac{1}{\beta}\big(\frac{\partial E}{\partial w}(\xi^\beta) - \frac{\partial E}{\partial w}(\xi^*)\big)$.
+# This implementation uses the primitive function $\Phi$ of tutorial 03, with
+# $E = \tfrac{1}{2}\lVert s \rVert^2 - \Phi$. The $\tfrac{1}{2}\lVert s \rVert^2$ term does not depend
+# on the weights, so $\partial E / \partial \theta = -\partial \Phi / \partial \theta$: that is the
+# minus sign above, and the paper's $\Delta w$ is this estimate of $\partial L / \partial \theta$, which
+# training *descends* ($\theta \leftarrow \theta - \eta\, \Delta w$). The paper's Eq. 11, Eq. 5 written
+# out per layer with products of states, has no minus sign: it is the change to *add* to the
+# weights, $-\Delta w$.
 #
 # Both use only quantities local to each synapse. We check them against two ground truths,
 # backpropagation through time (BPTT) and finite differences, and look at the step-by-step
@@ -28,16 +44,24 @@
 # %%
 import os
 
+# One BLAS thread, set before NumPy is imported: the matrices here are small, so
+# more threads only add waiting, and a fixed thread count keeps the printed numbers
+# the same from run to run (export OPENBLAS_NUM_THREADS to override; restart the
+# kernel after changing it).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 import matplotlib.pyplot as plt
 import numpy as np
 
 import minimal_ep as mep
 from minimal_ep import avg_pool2d, avg_unpool2d, conv2d_weight, datasets
 from minimal_ep.ep import ep_per_step_updates
-from minimal_ep.gradcheck import cosine, finite_differences, gdd_metrics, relative_error
+from minimal_ep.gradcheck import cosine, gdd_metrics, relative_error
 from minimal_ep.optim import SGD
 
 FAST = os.environ.get("MINIMAL_EP_FAST", "0") == "1"
+SEED = int(os.environ.get("MINIMAL_EP_SEED", "3"))  # other weights, other draws
 FD_ENTRIES = 4 if FAST else 10  # finite differences: entries per tensor (each costs 2 free phases)
 T = 100                         # free phase; T_NUDGE for each nudged phase
 T_NUDGE = 60
@@ -48,19 +72,26 @@ np.set_printoptions(precision=4, suppress=True, linewidth=110)
 # Finite differences need many free phases, so we keep everything small: 8 MNIST digits
 # average-pooled to 14x14, two conv layers of 4 and 8 channels, a hidden layer of 16, 10 outputs,
 # the MSE loss `L = 1/2 ||s_out - onehot(y)||^2` (batch mean), float64, eps = 1 (the fixed-point
-# iteration; tutorial 03 showed it settles at this weight scale, and we check).
+# iteration; tutorial 03 showed it settles at this weight scale, and we check). EP compares
+# fixed points, so the free phase must really have settled: some seeds settle slowly, and then
+# we double T (and T_NUDGE) until the residual is below 1e-10 (or T reaches 800).
 
 # %%
 data = datasets.load_dataset("mnist")
 x = avg_pool2d(datasets.to_float_images(data["train_images"][:8], "float64"), 2)
 y = data["train_labels"][:8]
 net = mep.build_network(input_shape=(1, 14, 14), conv_channels=(4, 8), hidden=(16,), pool="avg",
-                        loss="mse", dtype="float64", seed=3, eps=1.0)
+                        loss="mse", dtype="float64", seed=SEED, eps=1.0)
 L = net.n_layers
 free = net.free_phase(x, T)
-print("x", x.shape, " layers", net.shapes[1:], f" residual {free.residual:.1e}")
+while free.residual > 1e-10 and T < 800:
+    T, T_NUDGE = 2 * T, 2 * T_NUDGE      # a slowly settling net needs longer nudged phases too
+    free = net.free_phase(x, T)
+print("x", x.shape, " layers", net.shapes[1:], f" T = {T}, residual {free.residual:.1e}")
 print(f"loss at s*: {net.loss(free, y):.4f}   predictions {net.predict(free)}   labels {y}")
-assert free.residual < 1e-10
+SETTLED = free.residual < 1e-8        # the teaching checks below need a settled free phase
+if not SETTLED:
+    print("This seed has not settled: the EP estimates below will be off. Try another SEED.")
 
 # %% [markdown]
 # ## 2. Nudging
@@ -104,7 +135,6 @@ assert losses[2] < losses[1] < losses[0]
 for b in (0.1, 0.2, 0.5):
     res = [net.nudged_phase(free, y, sign * b, T_NUDGE).residual for sign in (+1, -1)]
     print(f"beta = +-{b}: residual after {T_NUDGE} nudged steps  +beta {res[0]:.0e}   -beta {res[1]:.0e}")
-assert net.nudged_phase(free, y, 0.1, T_NUDGE).residual < 1e-8
 
 # %% [markdown]
 # ## 3. dPhi/dtheta (Eq. 11)
@@ -126,21 +156,60 @@ assert np.allclose(dphi["w4"], by_hand_dense) and np.allclose(dphi["w2"], by_han
 # The one-sided estimator by hand from the states, then `mep.ep_gradients`, which returns the
 # same dict of gradients of the loss (descend them). The ground truths:
 # `mep.bptt_gradients(net, x, y, T)` differentiates the T unrolled steps exactly (written by hand,
-# no autograd), and `finite_differences` perturbs one weight at a time by +-h and re-runs the free
-# phase, on a few random entries per tensor (NaN elsewhere). Many entries are exactly 0 (a unit
-# saturated at 0 passes no gradient), so the errors against finite differences are scaled by the
-# largest gradient entry of the tensor.
+# no autograd), and finite differences perturb one weight at a time by +-h and re-run the free
+# phase. Many gradient entries are exactly 0 (a unit saturated at 0 or 1 passes no gradient), and
+# comparing zeros with zeros tests nothing, so we difference the `FD_ENTRIES` entries of each
+# tensor with the **largest** BPTT gradient (fewer where a tensor has fewer non-zero ones). The
+# errors against finite differences are scaled by the largest gradient entry of the tensor.
+#
+# One more thing can spoil the comparison: the clip. EP's estimate is a difference of states at
+# finite beta, while BPTT and finite differences take the derivative at beta = 0. If even the
+# small nudge pushes a unit across 0 or 1 (into another linear piece of the dynamics), the loss
+# has a kink there and the two disagree; we count such units (with SEED = 0 to 7, seeds 2 and 7
+# had one unit crossing at beta = 1e-3).
 
 # %%
+def piece(state):
+    """Which units are strictly inside (0, 1), the linear piece of the clip, per layer."""
+    return [(a > 0) & (a < 1) for a in state.xi[1:]]
+
+
+def n_crossed(state):
+    return sum(int(np.sum(p != q)) for p, q in zip(piece(state), piece(free)))
+
+
 beta = 1e-3
 plus = net.nudged_phase(free, y, beta, T_NUDGE)
+crossed = n_crossed(plus) + n_crossed(net.nudged_phase(free, y, -beta, T_NUDGE))
+SMOOTH = SETTLED and crossed == 0     # the EP teaching checks below need both
+print(f"units that the nudge of +-{beta} moves across a clip edge: {crossed}")
 one_by_hand = {k: -(v - dphi[k]) / beta for k, v in net.dphi_dtheta(plus).items()}
 ep1 = mep.ep_gradients(net, x, y, beta, T, T_NUDGE, "one-sided", free_state=free)
 ep2 = mep.ep_gradients(net, x, y, beta, T, T_NUDGE, "symmetric", free_state=free)
 assert all(np.allclose(one_by_hand[k], ep1[k]) for k in ep1)
 bptt = mep.bptt_gradients(net, x, y, T)
-fd = finite_differences(net, lambda: net.loss(net.free_phase(x, T), y), h=1e-6,
-                        max_entries=FD_ENTRIES)
+
+
+def finite_differences_at(k, entries, h=1e-6):
+    """Central differences of the T-step loss in the given flat entries of net.params[k] (NaN elsewhere)."""
+    flat = net.params[k].reshape(-1)                # a view: writing it perturbs the weight
+    out = np.full(flat.size, np.nan)
+    for i in entries:
+        old = flat[i]
+        flat[i] = old + h
+        up = net.loss(net.free_phase(x, T), y)
+        flat[i] = old - h
+        down = net.loss(net.free_phase(x, T), y)
+        flat[i] = old
+        out[i] = (up - down) / (2 * h)
+    return out.reshape(net.params[k].shape)
+
+
+fd = {}
+for k in net.params:
+    magnitude = np.abs(bptt[k]).ravel()
+    largest = np.argsort(-magnitude)[:FD_ENTRIES]
+    fd[k] = finite_differences_at(k, largest[magnitude[largest] > 0])
 
 
 def vs_fd(g, k):
@@ -157,7 +226,12 @@ for k in net.params:
     print(f"{k:5s} {m.sum():11d} ({np.count_nonzero(fd[k][m]):2d}) {vs_fd(bptt, k):15.1e}"
           f" {vs_fd(ep1, k):17.1e} {vs_fd(ep2, k):17.1e}"
           f" {relative_error(ep1[k], bptt[k]):19.1e} {relative_error(ep2[k], bptt[k]):19.1e}")
-    assert vs_fd(bptt, k) < 1e-6 and vs_fd(ep2, k) < 1e-4 and relative_error(ep2[k], bptt[k]) < 1e-4
+    # Teaching checks, scaled to what is compared: BPTT and finite differences differentiate the
+    # same T-step loss (they agree far below 1e-4 whether or not it settled); at a fixed point the
+    # one-sided estimate is off by O(beta) and the symmetric one by O(beta^2), far below beta.
+    assert vs_fd(bptt, k) < 1e-4
+    if SMOOTH:
+        assert relative_error(ep1[k], bptt[k]) < 10 * beta and relative_error(ep2[k], bptt[k]) < beta
 
 # %% [markdown]
 # BPTT agrees with finite differences to ~1e-8 (the free phase has settled, so the gradient of the
@@ -186,8 +260,9 @@ plt.tight_layout()
 plt.show()
 small = betas <= 1e-2
 slopes = {est: np.polyfit(np.log(betas[small]), np.log(np.array(errs[est])[small]), 1)[0] for est in errs}
-print("log-log slopes for beta <= 1e-2:", {k: round(v, 2) for k, v in slopes.items()})
-assert abs(slopes["one-sided"] - 1) < 0.15 and abs(slopes["symmetric"] - 2) < 0.2
+print("log-log slopes for beta <= 1e-2:", {k: round(float(v), 2) for k, v in slopes.items()})
+if SMOOTH:    # O(beta): slope 1; the symmetric estimate is far more accurate at small beta
+    assert abs(slopes["one-sided"] - 1) < 0.3 and errs["symmetric"][0] < 0.01 * errs["one-sided"][0]
 
 # %% [markdown]
 # At large beta the curves bend up. Inside one linear piece of the dynamics (no unit crossing an
@@ -196,10 +271,6 @@ assert abs(slopes["one-sided"] - 1) < 0.15 and abs(slopes["symmetric"] - 2) < 0.
 # Look for: none at small beta, the first ones where the curves bend.
 
 # %%
-def piece(state):
-    return [(a > 0) & (a < 1) for a in state.xi[1:]]
-
-
 for b in betas:
     nudged = [net.nudged_phase(free, y, sign * b, T_NUDGE) for sign in (+1, -1)]
     crossed = [sum(int(np.sum(p != q)) for p, q in zip(piece(st), piece(free))) for st in nudged]
@@ -242,7 +313,8 @@ rows = [(f"s{n}",) + gdd_metrics([st[n] for st in ep_s], [st[n] for st in rec["s
 rows += [(k,) + gdd_metrics([p[k] for p in ep_p], [p[k] for p in rec["params"]]) for k in ep_p[0]]
 for name, rmse, sign_err in rows:
     print(f"{name:3s} relative RMSE {rmse:.1e}   sign errors {sign_err:.1%}")
-assert max(r[1] for r in rows) < 1e-2 and max(r[2] for r in rows) == 0.0
+if SETTLED:          # each step's EP update is one-sided: off by O(beta) = 1e-4 relative
+    assert max(r[1] for r in rows) < 100 * 1e-4 and max(r[2] for r in rows) == 0.0
 
 # %% [markdown]
 # With eps = 1 the signal travels one layer per step: the output moves at step 0, the layer below
@@ -262,7 +334,8 @@ SGD(net.params, 0.5).step(g)
 after = net.free_phase(x, T)
 print(f"loss before {loss_before:.4f}  after one EP step {net.loss(after, y):.4f}"
       f"  (residual {after.residual:.0e})")
-assert net.loss(after, y) < loss_before
+if SETTLED:
+    assert net.loss(after, y) < loss_before
 
 # %% [markdown]
 # ## What we learned
@@ -274,3 +347,21 @@ assert net.loss(after, y) < loss_before
 # - GDD: started at the fixed point, the per-step EP updates equal the per-step BPTT gradients,
 #   layer by layer and step by step.
 # - The estimate is a gradient of the loss: one SGD step with it lowered the loss.
+
+# %% [markdown]
+# ## Exercises
+# Solutions: `tutorials/solutions/04_equilibrium_propagation.py`.
+#
+# 1. **The symmetric estimate is a mean.** Show with `ep_gradients` that the symmetric estimate at
+#    beta equals the mean of the one-sided estimates at +beta and -beta (to round-off), and prove
+#    it from Eq. 4-5. Compare the three errors against BPTT at beta = 0.01: why does averaging
+#    cancel the O(beta) term?
+# 2. **One layer per step.** With eps = 1 the nudge travels one layer per step (section 5). Compute
+#    the symmetric estimate (beta = 1e-4) for T_nudge = 1, 2, ..., 6, 10, 20, 40, 60. At which
+#    T_nudge does each weight tensor's estimate first become non-zero, and when is it within 1% of
+#    BPTT? What does this say about the T_nudge a deeper network needs?
+# 3. **EP trains like BPTT, at small beta.** Build three identical nets (same SEED) and train them
+#    for 15 SGD steps (lr 0.1) on the 8 images: one with BPTT, one with symmetric EP at beta = 0.01,
+#    one at beta = 0.1. Plot the losses. Which curves coincide, and why can the beta = 0.1 curve go
+#    lower than the exact gradient's? (Hint: section 4's units across a clip edge.)
+
