@@ -145,7 +145,7 @@ def _gradcheck(args):
         return _spikecheck(args, gc)
     rng = np.random.default_rng(args.seed)
     kw = dict(input_shape=(1, 12, 12), conv_channels=(4, 8), kernel_size=3, padding=1, pool=args.pool,
-              hidden=(16,), n_classes=4, loss=args.loss, dtype="float64", seed=args.seed)
+              hidden=(16,), n_classes=4, loss=args.loss, dtype="float64", seed=args.seed, spiking=False)
     x, y = rng.random((args.batch, 1, 12, 12)), rng.integers(0, 4, args.batch)
     from .build import build_network
     net = build_network(eps=args.eps, **kw)

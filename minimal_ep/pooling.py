@@ -269,4 +269,4 @@ class AvgPool:
         return y
 
 
-POOLS = {"max": MaxPool, "avg": AvgPool}
+POOLS = {"avg": AvgPool, "max": MaxPool}

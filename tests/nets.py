@@ -4,7 +4,7 @@ import numpy as np
 import minimal_ep as mep
 
 SMALL = dict(input_shape=(1, 12, 12), conv_channels=(4, 8), kernel_size=3, padding=1, hidden=(16,),
-             n_classes=4)
+             n_classes=4, spiking=False, eps=0.8, lam=0.6)
 
 
 def small_net(pool="avg", loss="mse", dtype="float64", seed=3, **kw):

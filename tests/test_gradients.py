@@ -91,5 +91,5 @@ def test_one_training_step_lowers_the_loss(algorithm):
 @pytest.mark.parametrize("pool", ["avg", "max"])
 def test_ep_fits_a_tiny_synthetic_problem(pool):
     net = mep.build_network(input_shape=(1, 8, 8), conv_channels=(4,), kernel_size=3, padding=1,
-                            pool=pool, hidden=(16,), n_classes=4, eps=0.5, seed=0)
+                            pool=pool, hidden=(16,), n_classes=4, eps=0.5, seed=0, spiking=False)
     assert fit_quadrants(net, 300, beta=0.5, T_free=30, T_nudge=10, lrs=[0.2, 0.1, 0.05]) < 0.05

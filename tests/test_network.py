@@ -123,7 +123,7 @@ def test_backend_invariance(xp):
 
 def test_layer_shapes_and_parameters():
     net = mep.build_network(input_shape=(1, 28, 28), conv_channels=(8, 16), kernel_size=3, padding=0,
-                            hidden=(32,), n_classes=10, loss="ce")
+                            hidden=(32,), n_classes=10, loss="ce", spiking=False)
     assert net.shapes == [(1, 28, 28), (8, 13, 13), (16, 5, 5), (32,), (10,)]
     assert net.n_layers == 3                                 # the softmax readout is not recurrent
     assert net.params["w1"].shape == (8, 1, 3, 3) and net.params["w2"].shape == (16, 8, 3, 3)
@@ -133,7 +133,7 @@ def test_layer_shapes_and_parameters():
 
 
 def test_bad_input_raises_value_errors():
-    with pytest.raises(ValueError, match="pool must be max, avg, got 'sum'"):
+    with pytest.raises(ValueError, match="pool must be avg, max, got 'sum'"):
         small_net(pool="sum")
     with pytest.raises(ValueError, match="loss must be mse, ce, got 'l1'"):
         small_net(loss="l1")

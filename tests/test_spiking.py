@@ -108,7 +108,7 @@ def _mnist(n):
 def _pair(pool, seed):
     kw = dict(input_shape=(1, 28, 28), conv_channels=(4, 8), kernel_size=3, padding=0, pool=pool,
               hidden=(16,), n_classes=10, seed=seed, eps=0.3, lam=0.3, dtype="float64")
-    return mep.build_network(spiking=True, **kw), mep.build_network(**kw)
+    return mep.build_network(spiking=True, **kw), mep.build_network(spiking=False, **kw)
 
 
 def test_spiking_free_phase_settles_near_the_crnn_fixed_point():

@@ -60,7 +60,7 @@ print("x (N, C, H, W) =", x.shape, " values in", (x.min(), x.max()))
 # then 13 -> conv 11 -> pool 5 (the floor drops the last row, tutorial 02).
 
 # %%
-net = mep.build_network(input_shape=(1, 28, 28), conv_channels=(8, 16), hidden=(32,),
+net = mep.build_network(input_shape=(1, 28, 28), conv_channels=(8, 16), hidden=(32,), spiking=False,
                         n_classes=10, pool="avg", loss="mse", dtype="float64", seed=SEED, eps=0.8)
 L = net.n_layers
 for n in range(L + 1):
@@ -234,7 +234,7 @@ if max(free[e].residual for e in free) < 1e-3:
 # with SEED = 0 to 5 eps = 1 stalled every time, and eps = 0.8 ended 100 to 10^6 times lower).
 
 # %%
-big = mep.build_network(input_shape=(1, 28, 28), conv_channels=(8, 16), hidden=(32,), pool="avg",
+big = mep.build_network(input_shape=(1, 28, 28), conv_channels=(8, 16), hidden=(32,), pool="avg", spiking=False,
                         loss="mse", dtype="float64", seed=SEED, eps=1.0, init_scale=3.0)
 cyc = settle_plot(big, "free phase, weights x 3")
 print(f"residual ratio eps = 0.8 / eps = 1: {cyc[0.8].residual / cyc[1.0].residual:.0e}")

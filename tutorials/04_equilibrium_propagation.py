@@ -80,7 +80,7 @@ np.set_printoptions(precision=4, suppress=True, linewidth=110)
 data = datasets.load_dataset("mnist")
 x = avg_pool2d(datasets.to_float_images(data["train_images"][:8], "float64"), 2)
 y = data["train_labels"][:8]
-net = mep.build_network(input_shape=(1, 14, 14), conv_channels=(4, 8), hidden=(16,), pool="avg",
+net = mep.build_network(input_shape=(1, 14, 14), conv_channels=(4, 8), hidden=(16,), pool="avg", spiking=False,
                         loss="mse", dtype="float64", seed=SEED, eps=1.0)
 L = net.n_layers
 free = net.free_phase(x, T)

@@ -184,7 +184,7 @@ data = datasets.load_dataset("mnist")
 x = datasets.to_float_images(data["train_images"][:N], "float64")
 kw = dict(input_shape=(1, 28, 28), conv_channels=(8, 16), hidden=(32,), pool="avg", loss="mse",
           dtype="float64", seed=SEED, eps=0.3)
-crnn = mep.build_network(**kw)
+crnn = mep.build_network(spiking=False, **kw)
 snn = mep.build_network(spiking=True, lam=0.3, **kw)
 assert all(np.array_equal(crnn.params[k], snn.params[k]) for k in crnn.params)
 ref = crnn.free_phase(x, 300)

@@ -162,7 +162,7 @@ arch = dict(input_shape=(1, 28, 28), conv_channels=(8, 16), hidden=(64,), eps=0.
             dtype="float32", seed=SEED)
 gap = {}
 for pool in ("avg", "max"):
-    crnn = mep.build_network(pool=pool, **dict(arch, eps=0.8))        # same weights as snn
+    crnn = mep.build_network(pool=pool, spiking=False, **dict(arch, eps=0.8))        # same weights as snn
     snn = mep.build_network(pool=pool, spiking=True, lam=0.3, **arch)
     ref = crnn.free_phase(x_p, 100 if FAST else 200)
     st = snn.free_phase(x_p, T_FREE if FAST else 100)

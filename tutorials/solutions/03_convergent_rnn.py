@@ -27,7 +27,7 @@ def images(n):
 def small_net(seed=0, **kw):
     """Tutorial 03's net: conv 8 -> conv 16 (3x3, 2x2 average pooling) -> dense 32 -> 10, float64."""
     args = dict(input_shape=(1, 28, 28), conv_channels=(8, 16), hidden=(32,), n_classes=10,
-                pool="avg", loss="mse", dtype="float64", seed=seed, eps=0.8)
+                pool="avg", loss="mse", dtype="float64", seed=seed, eps=0.8, spiking=False)
     args.update(kw)
     return mep.build_network(**args)
 

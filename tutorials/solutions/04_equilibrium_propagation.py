@@ -27,7 +27,7 @@ def problem(seed=3):
     x = avg_pool2d(datasets.to_float_images(data["train_images"][:8], "float64"), 2)
     y = data["train_labels"][:8]
     net = mep.build_network(input_shape=(1, 14, 14), conv_channels=(4, 8), hidden=(16,), pool="avg",
-                            loss="mse", dtype="float64", seed=seed, eps=1.0)
+                            loss="mse", dtype="float64", seed=seed, eps=1.0, spiking=False)
     return net, x, y
 
 

@@ -98,7 +98,7 @@ def exercise_3(seed=0, fast=FAST, lams=(0.1, 0.2, 0.3, 0.6, 1.0), T=300):
     x = images(2 if fast else 4)
     T_early = 20
     crnn = mep.build_network(input_shape=(1, 28, 28), conv_channels=(8, 16), hidden=(32,), pool="avg",
-                             loss="mse", dtype="float64", seed=seed, eps=0.8)
+                             loss="mse", dtype="float64", seed=seed, eps=0.8, spiking=False)
     ref = crnn.free_phase(x, 300).xi
 
     def distance(state):

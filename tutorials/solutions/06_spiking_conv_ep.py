@@ -85,7 +85,7 @@ def exercise_2(seed=0, fast=FAST, lengths=(10, 20, 40, 80)):
     x = x[:8 if fast else BATCH]
     out = {}
     for pool in ("avg", "max"):
-        crnn = mep.build_network(pool=pool, seed=seed, **dict(ARCH, eps=0.8))
+        crnn = mep.build_network(pool=pool, spiking=False, seed=seed, **dict(ARCH, eps=0.8))
         snn = mep.build_network(pool=pool, spiking=True, lam=0.3, seed=seed, **ARCH)
         ref = crnn.free_phase(x, 200).xi
         out[pool] = {}
