@@ -23,4 +23,4 @@ __all__ = ["get_backend", "set_backend", "to_numpy", "to_device", "gpu_available
            "max_pool2d", "max_unpool2d", "gather_pool2d", "avg_pool2d", "avg_unpool2d",
            "upsample_nearest2d", "pool_output_size", "ConvergentRNN", "State", "NotSettledWarning",
            "build_network", "SpikingConvergentRNN", "SpikingState", "ep_gradients", "bptt_gradients",
-           "datasets", "optim"]
+           "datasets", "optim", "fast", "Nudge"]

@@ -62,6 +62,12 @@ def clear_scratch():
     _SCRATCH.clear()
 
 
+def gemm(a, b, out=None):
+    """``a @ b`` (``out``: where to write it): every matrix product of the fast path goes through
+    here, the one place a benchmark needs to time or count to see how much of a step is GEMM."""
+    return get_array_module(a, b).matmul(a, b, out=out)
+
+
 def _per_sample(OH, OW):
     """Whether one product per sample is already wide enough for BLAS (maps of 256+ pixels)."""
     return OH * OW >= 256
@@ -134,28 +140,25 @@ def col2im_batched(col, x_shape, KH, KW, stride, padding):
 # ops call; the fused layers below chain the cores and transpose only their small pooled maps.
 def conv2d_bl(x, w, stride, padding):
     """The convolution of NCHW ``x`` with w, batch last: (C_out, OH, OW, N), a scratch buffer."""
-    xp = get_array_module(x, w)
     C_out, C, KH, KW = w.shape
     col = im2col_batched(x, KH, KW, stride, padding)                  # (C*KH*KW, OH*OW*N)
-    y = xp.matmul(w.reshape(C_out, -1), col, out=_scratch(x, "gemm_out", (C_out, col.shape[1])))
+    y = gemm(w.reshape(C_out, -1), col, out=_scratch(x, "gemm_out", (C_out, col.shape[1])))
     return y.reshape((C_out,) + _out_size(x.shape, KH, KW, stride, padding) + (len(x),))
 
 
 def conv_transpose2d_bl(y, w, x_shape, stride, padding):
     """The transposed convolution of batch-last y (C_out, OH, OW, N) onto an NCHW ``x_shape`` image."""
-    xp = get_array_module(y, w)
     C_out = y.shape[0]
     w_mat_T = w.reshape(C_out, -1).T                                  # (C*KH*KW, C_out)
-    col = xp.matmul(w_mat_T, y.reshape(C_out, -1), out=_scratch(y, "col", (w_mat_T.shape[0], y[0].size)))
+    col = gemm(w_mat_T, y.reshape(C_out, -1), out=_scratch(y, "col", (w_mat_T.shape[0], y[0].size)))
     return col2im_batched(col, x_shape, w.shape[2], w.shape[3], stride, padding)
 
 
 def conv2d_weight_bl(x, gy, KH, KW, stride, padding):
     """The weight gradient of NCHW ``x`` and batch-last gy (C_out, OH, OW, N)."""
-    xp = get_array_module(x, gy)
     C_out, C = gy.shape[0], x.shape[1]
     col = im2col_batched(x, KH, KW, stride, padding)                  # (C*KH*KW, OH*OW*N)
-    gw = xp.tensordot(gy.reshape(C_out, -1), col, axes=((1,), (1,)))  # (C_out, C*KH*KW): one product
+    gw = gemm(gy.reshape(C_out, -1), col.T)                           # (C_out, C*KH*KW): one product
     return gw.reshape(C_out, C, KH, KW)
 
 
@@ -165,7 +168,7 @@ def conv2d(x, w, stride, padding):
     OH, OW = _out_size(x.shape, KH, KW, stride, padding)
     if _per_sample(OH, OW):                   # wide maps: one product per sample, straight into NCHW
         col = _conv.im2col(x, KH, KW, stride, padding)               # (N, C*KH*KW, OH*OW)
-        return (w.reshape(C_out, -1) @ col).reshape(len(x), C_out, OH, OW)
+        return gemm(w.reshape(C_out, -1), col).reshape(len(x), C_out, OH, OW)
     return from_batch_last(conv2d_bl(x, w, stride, padding))         # (N, C_out, OH, OW)
 
 
@@ -173,18 +176,18 @@ def conv_transpose2d(y, w, x_shape, stride, padding):
     """:func:`minimal_ep.conv.conv_transpose2d` onto an image of shape ``x_shape`` (N, C, H, W)."""
     N, C_out, OH, OW = y.shape
     if _per_sample(OH, OW):
-        col = w.reshape(C_out, -1).T @ y.reshape(N, C_out, OH * OW)   # (N, C*KH*KW, OH*OW)
+        col = gemm(w.reshape(C_out, -1).T, y.reshape(N, C_out, OH * OW))   # (N, C*KH*KW, OH*OW)
         return _conv.col2im(col, x_shape, w.shape[2], w.shape[3], stride, padding)
     return conv_transpose2d_bl(to_batch_last(y, role="gemm_in"), w, x_shape, stride, padding)
 
 
 def conv2d_weight(x, gy, KH, KW, stride, padding):
     """:func:`minimal_ep.conv.conv2d_weight`; x (N, C, H, W), gy (N, C_out, OH, OW)."""
-    xp = get_array_module(x, gy)
     N, C_out, OH, OW = gy.shape
     if _per_sample(OH, OW):
         col = _conv.im2col(x, KH, KW, stride, padding)               # (N, C*KH*KW, OH*OW)
-        gw = xp.tensordot(gy.reshape(N, C_out, OH * OW), col, axes=((0, 2), (0, 2)))
+        gy_mat = gy.reshape(N, C_out, OH * OW).transpose(1, 0, 2).reshape(C_out, N * OH * OW)
+        gw = gemm(gy_mat, col.transpose(0, 2, 1).reshape(N * OH * OW, -1))   # sums over n and pixels
         return gw.reshape(C_out, x.shape[1], KH, KW)
     return conv2d_weight_bl(x, to_batch_last(gy, role="gemm_in"), KH, KW, stride, padding)
 
@@ -252,14 +255,14 @@ def box_kernel(w, F):
     w : (C_out, C, K, K) ndarray  ->  A(w) : (C_out, C, K+F-1, K+F-1) ndarray.
     """
     C_out, C, K, _ = w.shape
-    return (w.reshape(C_out * C, K * K) @ _box_matrix(w, K, F)).reshape(C_out, C, K + F - 1, K + F - 1)
+    return gemm(w.reshape(C_out * C, K * K), _box_matrix(w, K, F)).reshape(C_out, C, K + F - 1, K + F - 1)
 
 
 def box_kernel_adjoint(g4, F):
     """A^T(g4), the adjoint of :func:`box_kernel`: g[p, q] = (1/F^2) sum_{a,b < F} g4[p + a, q + b]."""
     C_out, C, Kp, _ = g4.shape
     K = Kp - F + 1
-    return (g4.reshape(C_out * C, Kp * Kp) @ _box_matrix(g4, K, F).T).reshape(C_out, C, K, K)
+    return gemm(g4.reshape(C_out * C, Kp * Kp), _box_matrix(g4, K, F).T).reshape(C_out, C, K, K)
 
 
 _BOX = {}
