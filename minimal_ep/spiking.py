@@ -8,8 +8,9 @@ The pieces, each usable on its own (tutorial 5 plots them on toy signals):
 
 The modulator's potential V carries what has not been sent yet, so the cumulative spike count differs
 from the cumulative input by exactly V. While every input lies in [0, 1], V stays in (V_th - 1, V_th]
-(a drift of at most 1); the encoder's innovations can leave [0, 1] when r changes fast, and V then
-strays a little further until it has been worked off. The encoder
+(from V = 0, for 0 <= V_th <= 1), so the count differs from the cumulative input by at most
+max(V_th, 1 - V_th): 0.5 for the default V_th = 0.5. The encoder's innovations can leave [0, 1] when
+r changes fast, and V then strays a little further until it has been worked off. The encoder
 sends the innovation of r; the decoder, a low-pass filter with the same lam, undoes it, so a weighted
 sum of spikes reconstructs the weighted signal w r.
 
@@ -272,7 +273,7 @@ class SpikingConvergentRNN(ConvergentRNN):
                             spikes=[s for s, _ in sent], x_prev=xi[0])
 
     def spike_stats(self, state):
-        """Per layer: firing rate and mean |spike rate - rho(xi)| over the phase that made ``state``.
+        """Per layer: firing rate and mean ``|spike rate - rho(xi)|`` over the phase that made ``state``.
 
         Returns
         -------

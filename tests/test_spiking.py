@@ -17,15 +17,19 @@ def test_sigma_delta_constant_input_count_within_one_of_aT():
         assert set(np.unique(spikes)) <= {0.0, 1.0}
 
 
-def test_sigma_delta_cumulative_count_never_drifts_more_than_one(rng):
-    e = rng.random((500, 64))                                  # 64 random signals in [0, 1]
-    spikes = spiking.encode(e)
+@pytest.mark.parametrize("v_th", [0.5, 0.2, 0.8])
+def test_sigma_delta_cumulative_count_drifts_at_most_max_of_vth_and_one_minus_vth(rng, v_th):
+    """V stays in (V_th - 1, V_th] for inputs in [0, 1]: |count - sum e| <= max(V_th, 1 - V_th)."""
+    e = rng.random((2000, 64))                                  # 64 random signals in [0, 1]
+    spikes = spiking.encode(e, v_th=v_th)
     drift = np.abs(np.cumsum(e, axis=0) - np.cumsum(spikes, axis=0))
-    assert drift.max() <= 1.0
+    bound = max(v_th, 1 - v_th)
+    assert drift.max() <= bound + 1e-9
+    assert drift.max() > 0.9 * bound                            # and the bound is reached, not loose
     # step by step, the potential is exactly what has not been sent: V^t = sum e - sum s
     V = np.zeros(64)
     for t in range(50):
-        s, V = spiking.sigma_delta(e[t], V)
+        s, V = spiking.sigma_delta(e[t], V, v_th)
         assert np.allclose(V, e[:t + 1].sum(0) - spikes[:t + 1].sum(0))
 
 
