@@ -24,8 +24,6 @@ import os
 
 from . import conv as _conv
 from .backend import get_array_module
-from .layers import ConvPool
-from .pooling import AvgPool, MaxPool
 
 ENABLED = os.environ.get("MINIMAL_EP_FAST", "1").strip() != "0"
 
@@ -68,7 +66,7 @@ def gemm(a, b, out=None):
     return get_array_module(a, b).matmul(a, b, out=out)
 
 
-def _per_sample(OH, OW):
+def per_sample(OH, OW):
     """Whether one product per sample is already wide enough for BLAS (maps of 256+ pixels)."""
     return OH * OW >= 256
 
@@ -166,7 +164,7 @@ def conv2d(x, w, stride, padding):
     """:func:`minimal_ep.conv.conv2d` without the bias; x (N, C, H, W), w (C_out, C, KH, KW)."""
     C_out, C, KH, KW = w.shape
     OH, OW = _out_size(x.shape, KH, KW, stride, padding)
-    if _per_sample(OH, OW):                   # wide maps: one product per sample, straight into NCHW
+    if per_sample(OH, OW):                   # wide maps: one product per sample, straight into NCHW
         col = _conv.im2col(x, KH, KW, stride, padding)               # (N, C*KH*KW, OH*OW)
         return gemm(w.reshape(C_out, -1), col).reshape(len(x), C_out, OH, OW)
     return from_batch_last(conv2d_bl(x, w, stride, padding))         # (N, C_out, OH, OW)
@@ -175,7 +173,7 @@ def conv2d(x, w, stride, padding):
 def conv_transpose2d(y, w, x_shape, stride, padding):
     """:func:`minimal_ep.conv.conv_transpose2d` onto an image of shape ``x_shape`` (N, C, H, W)."""
     N, C_out, OH, OW = y.shape
-    if _per_sample(OH, OW):
+    if per_sample(OH, OW):
         col = gemm(w.reshape(C_out, -1).T, y.reshape(N, C_out, OH * OW))   # (N, C*KH*KW, OH*OW)
         return _conv.col2im(col, x_shape, w.shape[2], w.shape[3], stride, padding)
     return conv_transpose2d_bl(to_batch_last(y, role="gemm_in"), w, x_shape, stride, padding)
@@ -184,7 +182,7 @@ def conv_transpose2d(y, w, x_shape, stride, padding):
 def conv2d_weight(x, gy, KH, KW, stride, padding):
     """:func:`minimal_ep.conv.conv2d_weight`; x (N, C, H, W), gy (N, C_out, OH, OW)."""
     N, C_out, OH, OW = gy.shape
-    if _per_sample(OH, OW):
+    if per_sample(OH, OW):
         col = _conv.im2col(x, KH, KW, stride, padding)               # (N, C*KH*KW, OH*OW)
         gy_mat = gy.reshape(N, C_out, OH * OW).transpose(1, 0, 2).reshape(C_out, N * OH * OW)
         gw = gemm(gy_mat, col.transpose(0, 2, 1).reshape(N * OH * OW, -1))   # sums over n and pixels
@@ -238,181 +236,3 @@ def gather_pool_bl(z, idx, F):
         for q in range(F):
             y = xp.where(idx == p * F + q, z[:, p:OH * F:F, q:OW * F:F, :], y)
     return y
-
-
-# ----------------------------------------------------------------------------- fused conv + average pooling
-def box_kernel(w, F):
-    """A(w): the kernel of the stride-F convolution that equals "convolve with w, then F x F average pooling".
-
-    Average pooling after a stride-1 convolution averages F*F shifted copies of the kernel:
-
-        P(w * x)[I, J] = (1/F^2) sum_{a,b < F} sum_{p,q < K} w[p, q] x[F*I + a + p, F*J + b + q]
-                       = sum_{r,s < K+F-1} A(w)[r, s] x[F*I + r, F*J + s]
-
-    A is a fixed linear map of each K x K kernel, applied to all C_out*C of them as one product
-    with the (K*K, (K+F-1)^2) matrix of :func:`_box_matrix`.
-
-    w : (C_out, C, K, K) ndarray  ->  A(w) : (C_out, C, K+F-1, K+F-1) ndarray.
-    """
-    C_out, C, K, _ = w.shape
-    return gemm(w.reshape(C_out * C, K * K), _box_matrix(w, K, F)).reshape(C_out, C, K + F - 1, K + F - 1)
-
-
-def box_kernel_adjoint(g4, F):
-    """A^T(g4), the adjoint of :func:`box_kernel`: g[p, q] = (1/F^2) sum_{a,b < F} g4[p + a, q + b]."""
-    C_out, C, Kp, _ = g4.shape
-    K = Kp - F + 1
-    return gemm(g4.reshape(C_out * C, Kp * Kp), _box_matrix(g4, K, F).T).reshape(C_out, C, K, K)
-
-
-_BOX = {}
-
-
-def _box_matrix(like, K, F):
-    """The matrix B of A(w) = w B on flattened kernels, (K*K, (K+F-1)^2), kept per (K, F, dtype, device).
-
-    ``B[p*K + q, r*(K+F-1) + s] = 1/F^2`` when 0 <= r - p < F and 0 <= s - q < F, else 0: kernel
-    entry (p, q) lands on every position of the F x F window that its shifted copies cover.
-    """
-    xp = get_array_module(like)
-    key = (K, F, str(like.dtype), xp.__name__, str(getattr(like, "device", "cpu")))
-    if key not in _BOX:
-        Kp = K + F - 1
-        B = xp.zeros((K, K, Kp, Kp), dtype=like.dtype)
-        for p in range(K):
-            for q in range(K):
-                B[p, q, p:p + F, q:q + F] = 1.0 / (F * F)
-        _BOX[key] = B.reshape(K * K, Kp * Kp)
-    return _BOX[key]
-
-
-class ConvAvgPool(ConvPool):
-    """A :class:`~minimal_ep.layers.ConvPool` with average pooling, as one stride-F convolution.
-
-    With A the kernel map of :func:`box_kernel` and c = F^2 / alpha (1 for the exact adjoint):
-
-        forward    P(w * s_{n-1})         = conv2d(s_{n-1}, A(w), stride F)
-        backward   w ~* P^-1(s_n)         = c conv_transpose2d(s_n, A(w), stride F)
-        dphi_dw    corr(s_{n-1}, P^-1 s_n) = c A^T(conv2d_weight(s_{n-1}, s_n, K+F-1, stride F))
-
-    No full-resolution map, no pooling pass, and (K+F-1)^2 / (F^2 K^2) of the multiply-adds
-    (16/36 for 3x3 kernels and F = 2, less still where floor pooling drops a row). With
-    ``fast.ENABLED`` false every method is the readable two-step form of ConvPool.
-    """
-
-    def _c(self):
-        return self.pool.F ** 2 / self.pool.alpha
-
-    def _kw(self):
-        return dict(stride=self.pool.F, padding=self.padding)
-
-    def forward(self, w, s_prev):
-        if not ENABLED:
-            return super().forward(w, s_prev)
-        return _conv.conv2d(s_prev, box_kernel(w, self.pool.F), **self._kw()), None
-
-    def backward(self, w, s, idx):
-        if not ENABLED:
-            return super().backward(w, s, idx)
-        x = _conv.conv_transpose2d(s, box_kernel(w, self.pool.F), output_size=self.in_shape[1:],
-                                   **self._kw())
-        return _scaled(x, self._c())
-
-    def dphi_dw(self, w, s_prev, s):
-        if not ENABLED:
-            return super().dphi_dw(w, s_prev, s)
-        return _scaled(self._weight(s_prev, s), self._c())
-
-    def forward_vjp(self, w, s_prev, idx, a, wrt_input=True):
-        if not ENABLED:
-            return super().forward_vjp(w, s_prev, idx, a, wrt_input)
-        g_s = (_conv.conv_transpose2d(a, box_kernel(w, self.pool.F), output_size=self.in_shape[1:],
-                                      **self._kw()) if wrt_input else None)
-        return g_s, self._weight(s_prev, a)
-
-    def backward_vjp(self, w, s, idx, a):
-        if not ENABLED:
-            return super().backward_vjp(w, s, idx, a)
-        g_s = _conv.conv2d(a, box_kernel(w, self.pool.F), **self._kw())
-        return _scaled(g_s, self._c()), _scaled(self._weight(a, s), self._c())
-
-    def _weight(self, x, gy):
-        """A^T(conv2d_weight(x, gy, K+F-1, stride F)): the weight gradient through the fused kernel."""
-        g4 = _conv.conv2d_weight(x, gy, self.kernel_size + self.pool.F - 1, **self._kw())
-        return box_kernel_adjoint(g4, self.pool.F)
-
-
-class ConvMaxPool(ConvPool):
-    """A :class:`~minimal_ep.layers.ConvPool` with max pooling, its maps kept batch last in between.
-
-    The two-step form transposes every full-resolution map between NCHW and the batch-last layout
-    of the products; here the convolution's output is pooled where it is, the unpooled map is
-    built where the transposed convolution reads it, and only the pooled maps and their indices
-    (F^2 times smaller) are transposed. The indices returned are NCHW, as max_pool2d's. Maps too
-    wide for one product over the batch, and ``fast.ENABLED`` false, use the two-step form.
-    """
-
-    def _bl(self):
-        return ENABLED and not _per_sample(*self.conv_size)
-
-    def _kw(self):
-        return dict(stride=1, padding=self.padding)
-
-    def _unpool_bl(self, s, idx):
-        """P^-1(s) (and P^T), batch last: (C_out, OH, OW, N)."""
-        return max_unpool_bl(to_batch_last(s, role="pooled"), to_batch_last(idx, role="pooled_idx"),
-                             self.pool.F, self.conv_size)
-
-    def forward(self, w, s_prev):
-        if not self._bl():
-            return super().forward(w, s_prev)
-        y, idx = max_pool_bl(conv2d_bl(s_prev, w, **self._kw()), self.pool.F)
-        return from_batch_last(y), from_batch_last(idx)
-
-    def backward(self, w, s, idx):
-        if not self._bl():
-            return super().backward(w, s, idx)
-        return conv_transpose2d_bl(self._unpool_bl(s, idx), w, (len(s),) + self.in_shape, **self._kw())
-
-    def dphi_dw(self, w, s_prev, s):
-        if not self._bl():
-            return super().dphi_dw(w, s_prev, s)
-        idx = self.forward(w, s_prev)[1]
-        return conv2d_weight_bl(s_prev, self._unpool_bl(s, idx), self.kernel_size, self.kernel_size,
-                                **self._kw())
-
-    def forward_vjp(self, w, s_prev, idx, a, wrt_input=True):
-        if not self._bl():
-            return super().forward_vjp(w, s_prev, idx, a, wrt_input)
-        g = self._unpool_bl(a, idx)                                   # P^T a, batch last
-        g_w = conv2d_weight_bl(s_prev, g, self.kernel_size, self.kernel_size, **self._kw())
-        g_s = conv_transpose2d_bl(g, w, s_prev.shape, **self._kw()) if wrt_input else None
-        return g_s, g_w
-
-    def backward_vjp(self, w, s, idx, a):
-        if not self._bl():
-            return super().backward_vjp(w, s, idx, a)
-        z = conv2d_bl(a, w, **self._kw())                             # (C_out, OH, OW, N)
-        g_s = from_batch_last(gather_pool_bl(z, to_batch_last(idx, role="pooled_idx"), self.pool.F))
-        g_w = conv2d_weight_bl(a, self._unpool_bl(s, idx), self.kernel_size, self.kernel_size,
-                               **self._kw())
-        return g_s, g_w
-
-
-def fused(layer):
-    """``layer`` computed faster where it can be: a conv layer with average pooling becomes a
-    :class:`ConvAvgPool` (one strided convolution), one with max pooling a :class:`ConvMaxPool`;
-    any other layer is returned as it is."""
-    if type(layer) is not ConvPool:
-        return layer
-    kinds = {AvgPool: ConvAvgPool, MaxPool: ConvMaxPool}
-    fast_class = kinds.get(type(layer.pool))
-    if fast_class is None:
-        return layer
-    return fast_class(layer.in_shape, layer.shape[0], layer.kernel_size, layer.padding, layer.pool)
-
-
-def _scaled(a, c):
-    if c != 1.0:
-        a *= c
-    return a

@@ -25,9 +25,9 @@ start as many nudged phases as needed.
 import numbers
 import warnings
 
-from . import fast
 from .backend import default_rng, get_xp, resolve_dtype, to_device
 from .dynamics import Nudge, State, update
+from .fused import fused
 from .layers import ConvPool, Dense, MSEOutput, SoftmaxReadout
 from .pooling import POOLS
 
@@ -68,7 +68,7 @@ class ConvergentRNN:
         self.layers, shape = [None], self.input_shape
         for n, c in enumerate(conv_channels, start=1):
             _check_fits(n, shape, kernel_size, padding, pool_size)
-            self.layers.append(fast.fused(ConvPool(shape, c, kernel_size, padding, pooling)))
+            self.layers.append(fused(ConvPool(shape, c, kernel_size, padding, pooling)))
             shape = self.layers[-1].shape
         widths = list(hidden) + ([n_classes] if loss == "mse" else [])
         for d in widths:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import minimal_ep as mep
-from minimal_ep import fast, to_numpy
+from minimal_ep import fast, fused, to_numpy
 from minimal_ep.dynamics import update, update_vjp
 from minimal_ep.layers import ConvPool, Dense
 from minimal_ep.pooling import POOLS
@@ -37,11 +37,11 @@ def test_pooling_kinds_vjps_are_adjoints(xp, rng, kind, size):
 
 
 LAYERS = [("conv-max", lambda: ConvPool((3, 9, 9), 4, 3, 1, POOLS["max"](2))),
-          ("conv-max-fused", lambda: fast.fused(ConvPool((3, 9, 8), 4, 3, 1, POOLS["max"](2)))),
-          ("conv-max-fused-5x5-F3", lambda: fast.fused(ConvPool((2, 13, 12), 3, 5, 2, POOLS["max"](3)))),
+          ("conv-max-fused", lambda: fused.fused(ConvPool((3, 9, 8), 4, 3, 1, POOLS["max"](2)))),
+          ("conv-max-fused-5x5-F3", lambda: fused.fused(ConvPool((2, 13, 12), 3, 5, 2, POOLS["max"](3)))),
           ("conv-avg", lambda: ConvPool((3, 9, 9), 4, 3, 0, POOLS["avg"](2, alpha=2.0))),
-          ("conv-avg-fused", lambda: fast.fused(ConvPool((3, 9, 9), 4, 3, 0, POOLS["avg"](2, alpha=2.0)))),
-          ("conv-avg-fused-5x5-F3", lambda: fast.fused(ConvPool((2, 13, 12), 3, 5, 2, POOLS["avg"](3)))),
+          ("conv-avg-fused", lambda: fused.fused(ConvPool((3, 9, 9), 4, 3, 0, POOLS["avg"](2, alpha=2.0)))),
+          ("conv-avg-fused-5x5-F3", lambda: fused.fused(ConvPool((2, 13, 12), 3, 5, 2, POOLS["avg"](3)))),
           ("dense-from-map", lambda: Dense((3, 4, 4), 5)),
           ("dense", lambda: Dense((6,), 5))]
 
@@ -133,12 +133,12 @@ FUSED = [("avg", (3, 9, 9), 3, 0, 2, None), ("avg", (2, 13, 12), 5, 2, 3, 2.0), 
 
 @pytest.mark.parametrize("kind, shape, K, padding, F, alpha", FUSED)
 def test_fused_conv_pool_equals_the_two_step_form(rng, kind, shape, K, padding, F, alpha):
-    """conv -> avg pool as ONE stride-F convolution with the box-averaged kernel (fast.ConvAvgPool);
-    conv -> max pool with its maps batch last (fast.ConvMaxPool): the same numbers as ConvPool."""
+    """conv -> avg pool as ONE stride-F convolution with the box-averaged kernel (fused.ConvAvgPool);
+    conv -> max pool with its maps batch last (fused.ConvMaxPool): the same numbers as ConvPool."""
     two_step = ConvPool(shape, 5, K, padding, POOLS[kind](F, alpha))
-    fused = fast.fused(ConvPool(shape, 5, K, padding, POOLS[kind](F, alpha)))
-    assert isinstance(fused, fast.ConvAvgPool if kind == "avg" else fast.ConvMaxPool)
-    assert fused.shape == two_step.shape
+    one = fused.fused(ConvPool(shape, 5, K, padding, POOLS[kind](F, alpha)))
+    assert isinstance(one, fused.ConvAvgPool if kind == "avg" else fused.ConvMaxPool)
+    assert one.shape == two_step.shape
     N = 3
     w, s_prev, s = (rng.standard_normal(sh) for sh in (two_step.weight_shape, (N,) + shape, (N,) + two_step.shape))
     if kind == "max":                            # spikes: binary, so ties decide the indices
@@ -146,20 +146,20 @@ def test_fused_conv_pool_equals_the_two_step_form(rng, kind, shape, K, padding, 
     a_up, a_down = rng.standard_normal((N,) + two_step.shape), rng.standard_normal((N,) + shape)
     idx = two_step.forward(w, s_prev)[1]
     if idx is not None:
-        np.testing.assert_array_equal(fused.forward(w, s_prev)[1], idx)
+        np.testing.assert_array_equal(one.forward(w, s_prev)[1], idx)
     calls = {"forward": lambda L: L.forward(w, s_prev)[0], "backward": lambda L: L.backward(w, s, idx),
              "dphi_dw": lambda L: L.dphi_dw(w, s_prev, s),
              "forward_vjp": lambda L: np.concatenate([v.ravel() for v in L.forward_vjp(w, s_prev, idx, a_up)]),
              "backward_vjp": lambda L: np.concatenate([v.ravel() for v in L.backward_vjp(w, s, idx, a_down)])}
     for name, call in calls.items():
-        np.testing.assert_allclose(call(fused), call(two_step), rtol=1e-12, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(call(one), call(two_step), rtol=1e-12, atol=1e-12, err_msg=name)
     with fast.use(False):                                # switched off, the fused layer is the two-step form
-        np.testing.assert_array_equal(fused.forward(w, s_prev)[0], two_step.forward(w, s_prev)[0])
+        np.testing.assert_array_equal(one.forward(w, s_prev)[0], two_step.forward(w, s_prev)[0])
 
 
 def test_box_kernel_adjoint(rng):
     w, g4 = rng.standard_normal((3, 2, 3, 3)), rng.standard_normal((3, 2, 4, 4))
-    _close(_dot(fast.box_kernel(w, 2), g4), _dot(w, fast.box_kernel_adjoint(g4, 2)))
+    _close(_dot(fused.box_kernel(w, 2), g4), _dot(w, fused.box_kernel_adjoint(g4, 2)))
 
 
 @pytest.mark.parametrize("F, size", [(2, (8, 8)), (2, (9, 7)), (3, (10, 11))])

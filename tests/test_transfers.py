@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import minimal_ep as mep
-from minimal_ep import bptt, conv, dynamics, fast, layers, network, pooling, spiking
+from minimal_ep import bptt, conv, dynamics, fast, fused, layers, network, pooling, spiking
 from nets import random_batch, small_net
 
 # Every function the time loop calls (step -> total inputs -> layers -> ops), and the BPTT reverse pass.
@@ -35,9 +35,9 @@ LOOP = [network.ConvergentRNN.step, network.ConvergentRNN.drive, network.Converg
         spiking.SpikeTally.add, spiking.sigma_delta, spiking.predictive_encode,
         spiking.predictive_decode, bptt._backward_crnn, bptt._backward_spiking]
 for cls in (layers.ConvPool, layers.Dense, layers.MSEOutput, layers.SoftmaxReadout, pooling.MaxPool,
-            pooling.AvgPool, spiking.Channel):
+            pooling.AvgPool, spiking.Channel, fused.ConvAvgPool, fused.ConvMaxPool):
     LOOP += [f for f in _methods(cls) if f.__name__ != "__init__"]
-for module in (conv, fast, pooling, dynamics):
+for module in (conv, fast, fused, pooling, dynamics):
     LOOP += _functions(module)
 LOOP = [f for f in LOOP if f.__name__ not in ("loss_gradient", "use", "fused")]   # per batch / at build time
 
