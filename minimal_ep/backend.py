@@ -97,3 +97,24 @@ def resolve_dtype(dtype):
 def default_rng(seed=None):
     """A host random generator (``numpy.random.default_rng``): draws happen on the CPU, always."""
     return numpy.random.default_rng(seed)
+
+
+_THREAD_LIMIT = None     # the threadpoolctl limit in force (kept alive for the process)
+
+
+def set_blas_threads(n):
+    """Let the BLAS library (OpenBLAS, MKL) under NumPy use ``n`` threads from now on.
+
+    One thread is the default of the command line: the products of the small and mid-size nets
+    gain little from a second thread, and on a machine that is busy with other work a multi-threaded
+    OpenBLAS spin-waits for its helper threads, which made the tutorials several times slower. The
+    paper's large networks gain from more (``minimal-ep train --threads 2``; docs/PERFORMANCE.md).
+    Float32 results can differ in the last bits with the thread count (the products are summed in
+    another order), and spiking dynamics amplify such differences: report the count with a result.
+    """
+    global _THREAD_LIMIT
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"threads must be an integer >= 1, got {n!r}")
+    from threadpoolctl import threadpool_limits
+    _THREAD_LIMIT = threadpool_limits(limits=n, user_api="blas")
+    return n

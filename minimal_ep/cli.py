@@ -194,6 +194,9 @@ def build_parser():
     pos, nonneg = _int_at_least(1), _int_at_least(0)
     p = _Parser(prog="minimal-ep", description="Equilibrium Propagation for convolutional "
                 "convergent RNNs, continuous and spiking, in NumPy/CuPy.")
+    p.add_argument("--threads", type=pos, default=1,
+                   help="BLAS threads of the matrix products (default 1: robust on a busy machine, the same "
+                        "numbers on every machine; more helps the paper's large nets)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     t = sub.add_parser("train", help="train from a config")
     t.add_argument("--config", help="TOML file (see configs/; default: the quickstart)")
@@ -264,6 +267,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     from .train import TrainingStopped
     try:
+        backend.set_blas_threads(args.threads)
         return args.func(args) or 0
     except datasets.DatasetNotFoundError as err:       # a search: where, what, how, on several lines
         print(f"minimal-ep: error: {err}", file=sys.stderr)

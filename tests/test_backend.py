@@ -110,3 +110,19 @@ def test_resolve_dtype():
     assert backend.resolve_dtype(np.float64) == np.float64
     with pytest.raises(ValueError, match="unsupported dtype 'float16'"):
         backend.resolve_dtype("float16")
+
+
+def test_set_blas_threads_limits_the_blas_library_and_checks_its_argument():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    try:
+        backend.set_blas_threads(2)
+        blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+        assert blas and all(i["num_threads"] == 2 for i in blas)
+        backend.set_blas_threads(1)
+        blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+        assert all(i["num_threads"] == 1 for i in blas)
+    finally:
+        backend.set_blas_threads(1)
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="threads must be an integer >= 1"):
+            backend.set_blas_threads(bad)
