@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine with only Python 3.10+:
 #   make demo   - create .venv, install minimal_ep, run the main job (configs/quickstart.toml)
-#   make test   - create .venv, install minimal_ep[test], run the test suite
+#   make test   - create .venv, install minimal_ep[test,docs], run the test suite (the docs build included)
 #   make docs   - install minimal_ep[docs], build the course site (executed tutorials) in build/course
 PYTHON ?= python3
 VENV   ?= .venv
@@ -12,7 +12,7 @@ ARGS   ?=
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,docs]"
 	touch $@
 
 # The course site: Sphinx + MyST-NB execute the six tutorials (normal mode, about a minute);
@@ -20,13 +20,7 @@ $(VENV)/.installed: pyproject.toml
 DOCS_OUT ?= build/course
 FAST     ?= 0
 
-$(VENV)/.installed-docs: pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,docs]"
-	touch $@
-
-docs: $(VENV)/.installed-docs
+docs: $(VENV)/.installed
 	MINIMAL_EP_FAST=$(FAST) OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \
 		$(BIN)/sphinx-build -q -b html docs/course $(DOCS_OUT)
 	@echo "course site: $(DOCS_OUT)/index.html"
