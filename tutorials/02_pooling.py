@@ -252,6 +252,40 @@ assert np.isclose(rows[0][2].sum(), s_max.sum()) and np.isclose(rows[1][2].sum()
 assert np.isclose(rows[2][2].sum(), F * F * s_avg.sum())
 
 # %% [markdown]
+# ## 8. Average pooling after a convolution is one convolution
+# Average pooling is linear, and so is the convolution before it, so the two together are one
+# linear map, and a simple one: the average of F*F copies of the K x K kernel, each shifted by one
+# of the F*F window offsets, is a (K+F-1) x (K+F-1) kernel `A(w)`, applied with stride F:
+#
+#     P(w * x)[I, J] = (1/F^2) sum_{a,b} sum_{p,q} w[p, q] x[F I + a + p, F J + b + q]
+#                    = sum_{r,s} A(w)[r, s] x[F I + r, F J + s]
+#
+# It skips the full-resolution map and the pooling pass, and needs (K+F-1)^2 / (F^2 K^2) of the
+# multiply-adds: 16/36 for a 3x3 kernel and F = 2. The backward route of average pooling is its
+# transpose times F^2 / alpha, so it is one transposed convolution with the same kernel. This is
+# how the network's fast path computes every conv layer with average pooling (`minimal_ep/fused.py`);
+# below, by hand, on an 11x11 map (floor pooling drops the last row and column in both forms).
+
+# %%
+from minimal_ep import conv2d, conv_transpose2d  # noqa: E402
+
+x = rng.random((2, 3, 13, 13))
+w = rng.standard_normal((4, 3, 3, 3))
+A = np.zeros((4, 3, 4, 4))
+for a in range(F):
+    for b in range(F):
+        A[:, :, a:a + 3, b:b + 3] += w / (F * F)            # F*F shifted copies, averaged
+two_steps = avg_pool2d(conv2d(x, w), F)                     # 11x11 map, then 5x5
+one_step = conv2d(x, A, stride=F)                           # straight to 5x5
+print("conv then average pooling:", two_steps.shape, "  one stride-2 convolution:", one_step.shape,
+      f"  max |difference| {np.abs(two_steps - one_step).max():.1e}")
+s = rng.random(two_steps.shape)                             # a layer's state, pooled size
+back_two = conv_transpose2d(avg_unpool2d(s, F, F * F, (11, 11)), w, output_size=(13, 13))
+back_one = conv_transpose2d(s, A, stride=F, output_size=(13, 13))
+print(f"backward route, the same two ways: max |difference| {np.abs(back_two - back_one).max():.1e}")
+assert np.allclose(two_steps, one_step) and np.allclose(back_two, back_one)
+
+# %% [markdown]
 # ## What we learned
 # - `max_pool2d` returns the maxima and their row-major window offsets `p*F + q`; the output
 #   size is floored, and unpooling leaves the dropped border at zero.
@@ -262,6 +296,8 @@ assert np.isclose(rows[2][2].sum(), F * F * s_avg.sum())
 #   were recorded from other values, so max-unpooling places signals the forward route no longer
 #   justifies. Average pooling with nearest-neighbour unpooling needs no indices, and `alpha`
 #   sets the backward magnitude (Eq. 16).
+# - Average pooling after a stride-1 convolution is itself a convolution, with stride F and the
+#   box-averaged kernel; its backward route is the transposed convolution with the same kernel.
 
 # %% [markdown]
 # ## Exercises
