@@ -24,8 +24,7 @@ import numpy as np
 from minimal_ep import backend
 from minimal_ep.train import atomic_write
 
-import nets
-import routes
+from figures import nets, routes
 
 GROUPS = ("own", "shared", "init")
 

@@ -22,16 +22,13 @@ import json
 import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import cli  # noqa: E402  (first: it pins BLAS to one thread before NumPy is imported)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from figures import cli  # noqa: E402  (first: it pins BLAS to one thread before NumPy is imported)
 import numpy as np  # noqa: E402
 
-import gradients  # noqa: E402
-import nets  # noqa: E402
-import plotting  # noqa: E402
-import routes  # noqa: E402
 from minimal_ep import backend  # noqa: E402
 from minimal_ep.train import atomic_write  # noqa: E402
+from figures import gradients, nets, plotting, routes  # noqa: E402
 
 NAME = "diagnose"
 SAMPLES, FAST_SAMPLES = 50, 4
@@ -43,14 +40,22 @@ def _norms(a, N):
     return float(np.sqrt(float((backend.to_numpy(a).astype(np.float64) ** 2).sum()) / N))
 
 
+def _per_sample(a):
+    """||a_i|| of every sample i: (N, ...) -> (N,)."""
+    a = backend.to_numpy(a).astype(np.float64)
+    return np.sqrt((a.reshape(len(a), -1) ** 2).sum(axis=1))
+
+
 def phase(net, state, T, nudge=None):
     """Run T steps from ``state``, recording every layer's residual per step; returns (state, record)."""
     L, N = net.n_layers, len(state.xi[0])
-    trace, window, spikes = [], [], [0.0] * (L + 1)
+    trace, band, window, spikes = [], [], [], [0.0] * (L + 1)
     route = net.input_route(state)
     for t in range(T):
         new = net.step(state, nudge, input_route=route)
         trace.append([_norms(new.xi[n] - state.xi[n], N) for n in range(1, L + 1)])
+        band.append([np.percentile(_per_sample(new.xi[n] - state.xi[n]), (10, 90)).tolist()
+                     for n in range(1, L + 1)])
         window = (window + [[backend.to_numpy(new.xi[n]).astype(np.float64) for n in range(1, L + 1)]])[-2 * WINDOW:]
         if net.spiking:
             spikes = [s + float(backend.to_numpy(new.spikes[n]).mean()) / T if n else 0.0
@@ -58,7 +63,7 @@ def phase(net, state, T, nudge=None):
         state = new
     size = [_norms(state.xi[n], N) for n in range(1, L + 1)]
     rec = {"residual": trace[-1], "relative": [r / max(s, 1e-30) for r, s in zip(trace[-1], size)],
-           "trace": trace}
+           "trace": trace, "trace_p10_p90": band}
     if len(window) == 2 * WINDOW:
         rec["drift"] = [float(np.sqrt(((np.mean([w[n] for w in window[WINDOW:]], axis=0)
                                         - np.mean([w[n] for w in window[:WINDOW]], axis=0)) ** 2).sum() / N))
@@ -115,12 +120,17 @@ def plot(results, caption, args):
     axes = fig.subplots(-(-len(results) // 4), min(len(results), 4), squeeze=False).ravel()
     for ax, (name, d) in zip(axes, results.items()):
         tr = np.array(d["free"]["trace"] + d["plus"]["trace"])
+        band = np.maximum(np.array(d["free"]["trace_p10_p90"] + d["plus"]["trace_p10_p90"]), 1e-12)
+        t = np.arange(1, len(tr) + 1)
         for n in range(tr.shape[1]):
-            ax.semilogy(np.arange(1, len(tr) + 1), np.maximum(tr[:, n], 1e-12), lw=1, label=f"layer {n + 1}")
+            ax.semilogy(t, np.maximum(tr[:, n], 1e-12), lw=1, color=f"C{n}", label=f"layer {n + 1}")
+            ax.fill_between(t, band[:, n, 0], band[:, n, 1], color=f"C{n}", alpha=0.2, lw=0)
         ax.axvline(d["dynamics"]["T_free"], color="k", lw=0.5, ls=":")
         ax.set_title(name, fontsize=8)
         ax.set_xlabel("step (free, then +beta nudged)", fontsize=7)
         ax.tick_params(labelsize=7)
+    for ax in axes[len(results):]:
+        ax.set_visible(False)
     axes[0].set_ylabel("residual ||xi^t - xi^(t-1)|| / sqrt(N)", fontsize=7)
     axes[0].legend(fontsize=6)
     fig.subplots_adjust(bottom=0.3, hspace=0.5)
@@ -152,7 +162,9 @@ def main(argv=None):
         pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         atomic_write(args.json, lambda f: f.write(json.dumps(results, indent=1).encode()))
     caption = (f"Settling of the free phase and the +beta nudged phase, per layer, on {args.samples} random "
-               f"training samples (one batch), at each net's own dynamics; dotted: end of the free phase.")
+               f"training samples (one batch), at each net's own dynamics: lines ||xi^t - xi^(t-1)|| / sqrt(N), "
+               f"bands the 10th-90th percentiles of the per-sample ||xi_i^t - xi_i^(t-1)||; dotted: end of the "
+               f"free phase.")
     out = {"nets": results, "caption": caption}
     if not args.no_plot:
         out["paths"] = plot(results, caption, args)

@@ -25,13 +25,11 @@ Writes NAME.png (per-channel sums, ``--panels`` group) and NAME_ratios.png (ever
 import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import cli  # noqa: E402  (first: it pins BLAS to one thread before NumPy is imported)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from figures import cli  # noqa: E402  (first: it pins BLAS to one thread before NumPy is imported)
 import numpy as np  # noqa: E402
 
-import campaign  # noqa: E402
-import nets  # noqa: E402
-import plotting  # noqa: E402
+from figures import campaign, nets, plotting  # noqa: E402
 
 NAME = "fig2_activation_sums"
 SAMPLES, FAST_SAMPLES = 2000, 4

@@ -19,14 +19,12 @@ paper: mean and std grow from X to Y much more in the SNN than in the CRNN.
 import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import cli  # noqa: E402  (first: it pins BLAS to one thread before NumPy is imported)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from figures import cli  # noqa: E402  (first: it pins BLAS to one thread before NumPy is imported)
 import numpy as np  # noqa: E402
 
-import campaign  # noqa: E402
-import nets  # noqa: E402
-import plotting  # noqa: E402
-from routes import KEYS  # noqa: E402
+from figures import campaign, nets, plotting  # noqa: E402
+from figures.routes import KEYS  # noqa: E402
 
 NAME = "fig3_activation_stats"
 SAMPLES, FAST_SAMPLES = 2000, 4

@@ -20,16 +20,14 @@ and the cosine of the sums over the K steps, each mean +- std over ``--sets`` di
 import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import cli  # noqa: E402  (first: it pins BLAS to one thread before NumPy is imported)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from figures import cli  # noqa: E402  (first: it pins BLAS to one thread before NumPy is imported)
 import numpy as np  # noqa: E402
 
-import campaign  # noqa: E402
-import nets  # noqa: E402
-import plotting  # noqa: E402
 from minimal_ep import backend, bptt_gradients  # noqa: E402
 from minimal_ep.ep import ep_per_step_updates  # noqa: E402
 from minimal_ep.gradcheck import cosine, gdd_metrics  # noqa: E402
+from figures import campaign, nets, plotting  # noqa: E402
 
 NAME = "fig_gdd"
 SAMPLES, FAST_SAMPLES = 24, 4

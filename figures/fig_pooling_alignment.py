@@ -19,14 +19,11 @@ import pathlib
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import cli  # noqa: E402  (first: it pins BLAS to one thread before NumPy is imported)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from figures import cli  # noqa: E402  (first: it pins BLAS to one thread before NumPy is imported)
 import numpy as np  # noqa: E402
 
-import campaign  # noqa: E402
-import gradients  # noqa: E402
-import nets  # noqa: E402
-import plotting  # noqa: E402
+from figures import campaign, gradients, nets, plotting  # noqa: E402
 
 NAME = "fig_pooling_alignment"
 SAMPLES, FAST_SAMPLES = 250, 4

@@ -169,8 +169,13 @@ def train_all(runs, args, sets, log=print):
         t.join()
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):                      # one line, status 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def parse(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = _Parser(description=__doc__.split("\n")[0])
     p.add_argument("--names", default=",".join(NAMES), help="configurations (comma-separated)")
     p.add_argument("--seeds", default="0 1 2", help="training seeds of the SNN nets (space-separated)")
     p.add_argument("--crnn-seeds", default="0", help="training seeds of the CRNN nets")

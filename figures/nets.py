@@ -16,7 +16,7 @@ import numpy as np
 from minimal_ep import backend, config as config_mod
 from minimal_ep.train import load_checkpoint, load_data, network_from_config
 
-from cli import REPO, FigureError
+from figures.cli import REPO, FigureError
 
 NAMES = ("crnn_max", "snn_max", "snn_avg", "crnn_avg")           # the paper's panels A, B, C, then D
 LABELS = {"crnn_max": "CRNN+max", "snn_max": "SNN+max", "snn_avg": "SNN+avg", "crnn_avg": "CRNN+avg"}

@@ -1,4 +1,4 @@
-"""The figure scripts (figures/) on tiny trained checkpoints: the properties of what they measure.
+"""The figure scripts (the figures/ package) on tiny trained checkpoints: the properties of what they measure.
 
 ``make_checkpoints.py --quick`` trains the four configurations (two SNN seeds each) as tiny nets on
 the embedded subset, in this process, once per module; every script then runs with ``--fast`` on
@@ -8,6 +8,7 @@ identical weights, ratios are positive and finite, every quantity has a spread >
 seeds exactly where there are several), the dynamics reported are the checkpoint config's (or the
 overriding config's), the cache reuses measurements, and bad input exits with status 2 and one line.
 """
+import importlib
 import importlib.util
 import json
 import math
@@ -21,19 +22,15 @@ import numpy as np
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-FIG_DIR = REPO / "figures"
 SCRIPTS = ["fig2_activation_sums", "fig3_activation_stats", "fig_gdd", "fig_pooling_alignment", "diagnose"]
 NAMES = ("crnn_max", "snn_max", "snn_avg", "crnn_avg")
 
 
 def load(name):
-    """Import figures/<name>.py (figures/ is not a package; its modules import each other by name)."""
-    if str(FIG_DIR) not in sys.path:
-        sys.path.insert(0, str(FIG_DIR))
-    spec = importlib.util.spec_from_file_location(f"figures_{name}", FIG_DIR / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    """Import figures/<name>.py as ``figures.<name>`` (figures/ is a package, so its helpers never clash)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    return importlib.import_module(f"figures.{name}")
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +242,10 @@ def test_diagnose_fast(ckpts, tmp_path):
 
 
 def test_prepared_idx_files_load(tmp_path):
-    prep = load("../scripts/prepare_mnist_subset")
+    path = REPO / "scripts" / "prepare_mnist_subset.py"
+    spec = importlib.util.spec_from_file_location("prepare_mnist_subset", path)
+    prep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prep)
     from minimal_ep.datasets import load_idx
     images = np.random.default_rng(0).integers(0, 256, (3, 28, 28), dtype=np.uint8)
     for name, a in (("img", images), ("lab", np.array([3, 1, 4], dtype=np.uint8))):
