@@ -120,7 +120,7 @@ def measure_cost(config, data_dir, sets, batches=1, log=print):
     from minimal_ep.train import evaluate, load_data, network_from_config, train_epoch
     overrides = list(sets) + ([f'data.data_dir="{data_dir}"'] if data_dir else [])
     cfg = resolve(config, overrides)
-    x, y, xt, yt, _ = load_data(cfg)
+    x, y, xt, yt = tuple(load_data(cfg))[:4]
     n, bs = len(y), cfg["data"]["batch_size"]
     cfg["data"]["shuffle"] = False
     net = network_from_config(cfg)

@@ -199,14 +199,17 @@ def _data_dir(cfg, data_dir):
 
 
 def load(cfg, data_dir=None):
-    """(x_train, y_train, x_test, y_test, source) of a config's data set, all of it, cached per source."""
+    """(x_train, y_train, x_test, y_test, source) of a config's data set, all of it, cached per source.
+
+    ``minimal_ep.train.load_data`` returns these first (a tuple, or a named tuple with more fields).
+    """
     cfg = copy.deepcopy(cfg)
     cfg["data"]["data_dir"] = _data_dir(cfg, data_dir) or ""
     cfg["data"]["train_size"] = cfg["data"]["test_size"] = 0
     key = (cfg["data"]["dataset"], cfg["data"]["source"], cfg["data"]["data_dir"],
            cfg["data"]["normalize"], cfg["model"]["dtype"])
     if key not in _DATA:
-        _DATA[key] = load_data(cfg)
+        _DATA[key] = tuple(load_data(cfg))[:5]
     return _DATA[key]
 
 
@@ -216,7 +219,7 @@ def sample_sets(cfg, n, sets, seed=0, data_dir=None):
     x : (n // sets, C, H, W) in [0, 1]; y : (n // sets,) int. The draw depends only on ``seed`` and
     the training set, so every network of a figure sees the same samples.
     """
-    x, y, *_, source = load(cfg, data_dir)
+    x, y, _, _, source = load(cfg, data_dir)
     if n > len(y):
         raise FigureError(f"asked for {n} training samples but {source} has {len(y)}")
     idx = np.random.default_rng(seed).choice(len(y), n, replace=False)
