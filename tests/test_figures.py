@@ -176,15 +176,20 @@ def test_identical_weights_across_configurations(ckpts):
 
 
 def test_config_overrides_the_dynamics(ckpts, tmp_path):
-    cfg = tmp_path / "dyn.toml"
-    cfg.write_text('[model]\nconv_channels = [3, 4, 6, 8]\npadding = 1\nhidden = []\neps = 0.5\nlam = 0.4\n'
-                   '[train]\nbeta = 0.3\nT_free = 5\nT_nudge = 2\n')
+    """--checkpoint with --config: the checkpoint's weights at the config's eps, lam, beta, T_free, T_nudge."""
+    from minimal_ep import config
+    from minimal_ep.train import load_checkpoint
     ckpt = ckpts / "snn_avg" / "checkpoint.npz"
+    cfg = load_checkpoint(ckpt)[0]
+    cfg["model"].update(eps=0.5, lam=0.4)
+    cfg["train"].update(beta=0.3, T_free=5, T_nudge=2, seed=7)
+    (tmp_path / "dyn.toml").write_text(config.dumps(cfg))
     r = load("fig2_activation_sums").main(["--fast", "--no-plot", "--groups", "own", "--out", str(tmp_path),
-                                           "--checkpoint", str(ckpt), "--config", str(cfg)])
+                                           "--checkpoint", str(ckpt), "--config", str(tmp_path / "dyn.toml")])
     assert list(r["groups"]["own"]) == ["snn_avg"]
     assert r["groups"]["own"]["snn_avg"]["dynamics"][0] == {"eps": 0.5, "lam": 0.4, "v_th": 0.5, "beta": 0.3,
                                                             "T_free": 5, "T_nudge": 2}
+    assert "seed 0" in r["nets"]["snn_avg"][0]                 # only the dynamics come from the config
 
 
 def test_gdd_fast(ckpts, tmp_path):
