@@ -1,12 +1,16 @@
-"""The figure scripts (figures/*.py) run to completion in --fast mode and return sane numbers.
+"""The figure scripts (the figures/ package) on tiny trained checkpoints: the properties of what they measure.
 
-Each script's ``main(argv)`` returns the numbers it prints and plots; the scripts are imported from
-the figures/ directory with importlib and write their PNG + PDF into a temporary directory. --fast
-uses tiny sizes, so only finiteness, ranges and the presence of the outputs are checked here, plus
-two properties that hold even at that size: the routes measured are exactly the two terms of the
-layers' total input, and the GDD property for a settled CRNN with average pooling.
+``make_checkpoints.py --quick`` trains the four configurations (two SNN seeds each) as tiny nets on
+the embedded subset, in this process, once per module; every script then runs with ``--fast`` on
+them, writes its PNG + PDF into a temporary directory, and returns its numbers. The tests check what
+must hold at any size: the routes are the two terms of the total input, compared networks have
+identical weights, ratios are positive and finite, every quantity has a spread >= 0 (and a spread over
+seeds exactly where there are several), the dynamics reported are the checkpoint config's (or the
+overriding config's), the cache reuses measurements, and bad input exits with status 2 and one line.
 """
+import importlib
 import importlib.util
+import json
 import math
 import os
 import pathlib
@@ -17,145 +21,260 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import numpy as np
 import pytest
 
-FIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "figures"
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SCRIPTS = ["fig2_activation_sums", "fig3_activation_stats", "fig_gdd", "fig_pooling_alignment", "diagnose"]
+NAMES = ("crnn_max", "snn_max", "snn_avg", "crnn_avg")
 
 
 def load(name):
-    """Import figures/<name>.py as a module (figures/ is not a package)."""
-    if str(FIG_DIR) not in sys.path:
-        sys.path.insert(0, str(FIG_DIR))
-    spec = importlib.util.spec_from_file_location(f"figures_{name}", FIG_DIR / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    """Import figures/<name>.py as ``figures.<name>`` (figures/ is a package, so its helpers never clash)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    return importlib.import_module(f"figures.{name}")
 
 
-def finite(v):
-    return isinstance(v, (int, float)) and math.isfinite(v)
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    """Tiny trained checkpoints of the four configurations, SNN seeds 0 and 1 (quick mode, in process)."""
+    d = tmp_path_factory.mktemp("checkpoints")
+    r = load("make_checkpoints").main(["--quick", "--in-process", "--out-dir", str(d), "--seeds", "0 1"])
+    assert sorted(r["runs"]) == sorted(list(NAMES) + ["snn_max_seed1", "snn_avg_seed1"])
+    return d
 
 
-def check_outputs(result, out_dir, name):
-    for ext in ("png", "pdf"):
-        path = pathlib.Path(out_dir) / f"{name}.{ext}"
-        assert path.is_file() and path.stat().st_size > 1000, path
+def config_dynamics(path):
+    from minimal_ep.train import load_checkpoint
+    cfg = load_checkpoint(path)[0]
+    return {"eps": cfg["model"]["eps"], "lam": cfg["model"]["lam"], "v_th": cfg["model"]["v_th"],
+            "beta": cfg["train"]["beta"], "T_free": cfg["train"]["T_free"], "T_nudge": cfg["train"]["T_nudge"]}
+
+
+def check_files(result, out_dir):
+    for path in result["paths"]:
+        assert pathlib.Path(path).is_file() and pathlib.Path(path).stat().st_size > 1000, path
+        assert pathlib.Path(path).parent == pathlib.Path(out_dir)
     assert not list(pathlib.Path(out_dir).glob(".*tmp*")), "a temporary file was left behind"
-    caption = result["caption"]
-    assert "embedded MNIST subset" in caption and "network state" in caption.lower()
-    assert "--fast" in caption
+    assert "--fast" in result["caption"]
 
 
-def test_fig2_fast(tmp_path):
-    fig2 = load("fig2_activation_sums")
-    r = fig2.main(["--fast", "--out", str(tmp_path)])
-    check_outputs(r, tmp_path, "fig2_activation_sums")
-    assert set(r["ratios"]) == {"trained", "init"}
-    for state in r["ratios"].values():
-        assert set(state) == {"CRNN+max", "SNN+max", "SNN+avg", "CRNN+avg"}
-        for cfg in state.values():
-            assert sorted(cfg) == [2, 3, 4]                    # the middle conv layers, 32-64-128 channels
-            for layer in cfg.values():
+def check_spread(q, seeds):
+    """A summarised quantity: finite mean, spread >= 0, a spread over seeds exactly when there are several."""
+    assert math.isfinite(q["mean"]) and q["std_sets"] >= 0 and q["err"] >= 0
+    assert (q["std_seeds"] is not None) == (seeds > 1) and len(q["per_seed"]) == seeds
+
+
+def test_quick_checkpoints_are_float32_runs_and_resume(ckpts):
+    from minimal_ep.train import load_checkpoint
+    for name in list(NAMES) + ["snn_max_seed1"]:
+        run = ckpts / name
+        for f in ("checkpoint.npz", "config.toml", "metrics.jsonl", "history/epoch_001.npz"):
+            assert (run / f).is_file(), (name, f)
+        cfg, params, _, epoch, _ = load_checkpoint(run / "checkpoint.npz")
+        assert epoch == 1 and all(v.dtype == np.float32 for v in params.values())
+        assert cfg["model"]["spiking"] == name.startswith("snn") and cfg["model"]["pool"] == name.split("_")[1][:3]
+        assert cfg["train"]["seed"] == (1 if name.endswith("seed1") else 0)
+        assert cfg["model"]["conv_channels"] == [3, 4, 6, 8] and cfg["model"]["hidden"] == []
+    mk = load("make_checkpoints")
+    dry = mk.main(["--quick", "--out-dir", str(ckpts), "--seeds", "0 1", "--dry-run"])
+    assert dry["runs"]["snn_avg_seed1"] == 1                          # what is done is seen, nothing retrained
+
+
+def test_resume_adds_one_epoch(tmp_path):
+    mk = load("make_checkpoints")
+    args = ["--quick", "--in-process", "--out-dir", str(tmp_path), "--names", "crnn_avg"]
+    mk.main(args)
+    r = mk.main(args + ["--epochs", "2"])
+    assert r["runs"]["crnn_avg"]["epochs"] == 2 and len(r["runs"]["crnn_avg"]["seconds_per_epoch"]) == 1
+    assert (tmp_path / "crnn_avg" / "history" / "epoch_002.npz").is_file()
+    lines = (tmp_path / "crnn_avg" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+
+
+def test_fig2_then_fig3_share_measurements(ckpts, tmp_path):
+    r = load("fig2_activation_sums").main(["--fast", "--checkpoint-dir", str(ckpts), "--out", str(tmp_path)])
+    check_files(r, tmp_path)
+    assert set(r["groups"]) == {"own", "shared", "init"}
+    dyn = {name: config_dynamics(ckpts / name / "checkpoint.npz") for name in NAMES}
+    for g, per in r["groups"].items():
+        if g != "own":
+            assert per["params_equal_across_names"] is True                  # the identical-weights control
+        for name in NAMES:
+            s = per[name]
+            seeds = 2 if (g == "own" and name.startswith("snn")) else 1
+            assert s["seeds"] == seeds and s["sets"] == 2
+            assert s["dynamics"][0] == (dyn[name] if g == "own" else dyn["crnn_max"])
+            assert sorted(s["layers"]) == [2, 3, 4]                          # the middle conv layers
+            for n, q in s["layers"].items():
+                assert len(q["signed_fwd"]["mean"]) == {2: 4, 3: 6, 4: 8}[n]
+                assert min(q["signed_fwd"]["std"] + q["signed_bwd"]["std"]) >= 0
                 for key in ("ratio_signed", "ratio_step", "ratio_tavg"):
-                    assert finite(layer[key]) and 1e-3 < layer[key] < 1e4, (key, layer[key])
-                assert layer["mean_abs_fwd"] > 0 and layer["mean_abs_bwd"] > 0
-    chans = r["per_channel"]["trained"]["SNN+max"]
-    assert [len(chans[n]["signed_fwd"]) for n in (2, 3, 4)] == [32, 64, 128]
-
-
-def test_fig3_fast_with_checkpoint(tmp_path):
-    """fig3 on a checkpoint written by the training loop's own save_checkpoint."""
-    from minimal_ep import config
-    from minimal_ep.optim import SGD
-    from minimal_ep.train import network_from_config, save_checkpoint
-    cfg = config.resolve(None, (), **{"model.conv_channels": [16, 32, 64, 128], "model.padding": 1,
-                                      "model.hidden": [], "model.pool": "avg",
-                                      "train.lr": [0.1] * 5, "run.out": str(tmp_path)})
-    net = network_from_config(cfg)
-    net.params["w3"] *= 1.5                                    # distinguishable from the init
-    ckpt = tmp_path / "checkpoint.npz"
-    save_checkpoint(ckpt, net, SGD(net.params, cfg["train"]["lr"]), cfg, 2, np.random.default_rng(0))
-    fig3 = load("fig3_activation_stats")
-    r = fig3.main(["--fast", "--out", str(tmp_path), "--checkpoint", str(ckpt)])
-    check_outputs(r, tmp_path, "fig3_activation_stats")
-    assert "checkpoint" in r["caption"] and "2 epoch" in r["caption"]
-    assert set(r["stats"]) == {"CRNN+max", "SNN+max"}
-    for cfg_stats in r["stats"].values():
-        for layer in cfg_stats.values():
+                    check_spread(q[key], seeds)
+                    assert all(0 < v < math.inf for v in q[key]["per_seed"]), (g, name, n, key)
+    cache = sorted((tmp_path / ".cache").glob("routes-*.json"))
+    assert len(cache) == 2 * (6 + 3 + 4)          # 2 sets x (own 6, shared 4 of which CRNN+max = own, init 4)
+    r3 = load("fig3_activation_stats").main(["--fast", "--checkpoint-dir", str(ckpts), "--out", str(tmp_path)])
+    check_files(r3, tmp_path)
+    assert sorted((tmp_path / ".cache").glob("routes-*.json")) == cache    # all read from fig2's measurements
+    for g in ("own", "shared", "init"):
+        for name in ("crnn_max", "snn_max"):
+            q3, q2 = r3["groups"][g][name]["layers"][3], r["groups"][g][name]["layers"][3]
+            assert q3["ratio_step"] == q2["ratio_step"]
             for avg in ("per_step", "time_avg"):
-                for key in ("X_fwd", "Y_fwd", "X_bwd", "Y_bwd"):
-                    mean, std = layer[avg][key]
-                    assert finite(mean) and finite(std) and std >= 0
-                    if key.startswith("X"):                   # states or spikes: in [0, 1]
-                        assert 0 <= mean <= 1 and std <= 0.5 + 1e-9
-    # spikes are 0/1: their per-step spread is at least that of their time average
-    s = r["stats"]["SNN+max"][2]
-    assert s["per_step"]["X_fwd"][1] >= s["time_avg"]["X_fwd"][1] - 1e-12
+                for k in ("X_fwd", "Y_fwd", "X_bwd", "Y_bwd"):
+                    check_spread(q3[f"{avg}.{k}.std"], r3["groups"][g][name]["seeds"])
+                    assert q3[f"{avg}.{k}.std"]["mean"] >= 0
+                    if k[0] == "X":                                          # states or spikes: in [0, 1]
+                        assert 0 <= q3[f"{avg}.{k}.mean"]["mean"] <= 1
 
 
-def test_fig_gdd_fast(tmp_path):
-    gdd = load("fig_gdd")
-    r = gdd.main(["--fast", "--out", str(tmp_path)])
-    check_outputs(r, tmp_path, "fig_gdd")
-    assert set(r["rows"]) == {"CRNN+max", "SNN+max", "SNN+avg", "CRNN+avg"}
-    for rows in r["rows"].values():
-        for row in rows:
-            for key in ("rmse_one_sided", "rmse_symmetric"):
-                assert finite(row[key]) and 0 <= row[key] < 100
-            for key in ("sign_err_one_sided", "sign_err_symmetric"):
-                assert 0 <= row[key] <= 1
-    # the GDD property at a settled CRNN with average pooling (eps 1, float64, beta 1e-4)
-    assert r["residual"]["CRNN+avg"] < 1e-4
-    top = {row["name"]: row for row in r["rows"]["CRNN+avg"]}
-    assert top["s5"]["rmse_symmetric"] < 0.05 and top["w5"]["rmse_symmetric"] < 0.05
+def test_spikes_are_binary_in_the_route_statistics(ckpts):
+    """SNN messages are 0/1 spikes: the per-step std of X is exactly sqrt(p (1 - p))."""
+    nets, routes = load("nets"), load("routes")
+    src = nets.from_checkpoint(ckpts / "snn_max" / "checkpoint.npz")
+    (x, y), = nets.sample_sets(src.cfg, 3, 1)[0]
+    m = routes.measure(src.network(), x, y, src.dynamics, 2)
+    for n, r in m["layers"].items():
+        p, std = r["stats"]["per_step"]["X_fwd"]
+        assert std == pytest.approx(math.sqrt(p * (1 - p)), rel=1e-9)
+        assert r["stats"]["time_avg"]["X_fwd"][1] <= std + 1e-12
 
 
-def test_fig_pooling_alignment_fast(tmp_path):
-    align = load("fig_pooling_alignment")
-    r = align.main(["--fast", "--out", str(tmp_path)])
-    check_outputs(r, tmp_path, "fig_pooling_alignment")
-    for label, per_cfg in r["cosine"].items():
-        assert set(per_cfg) == {"CRNN+max", "SNN+max", "SNN+avg", "CRNN+avg"}, label
-        for cos in per_cfg.values():
-            assert sorted(cos) == ["w1", "w2", "w3", "w4"]
-            for v in cos.values():
-                assert -1 - 1e-9 <= v["summed"] <= 1 + 1e-9 and -1 - 1e-9 <= v["batch_mean"] <= 1 + 1e-9
-    for e in r["test_error"].values():
-        assert 0 <= e["after"] <= 1
-
-
-def test_routes_are_the_terms_of_the_total_input():
-    """Y_fwd + Y_bwd of every middle layer equals that layer's total input (Eq. 9), both poolings."""
-    common = load("common")
+def test_routes_are_the_terms_of_the_total_input(ckpts):
+    """Y_fwd + Y_bwd of every middle layer is that layer's total input (Eq. 9) at the step's own indices."""
+    nets, routes = load("nets"), load("routes")
     from minimal_ep import backend
-    x, _, _ = common.load_mnist("train", 2)
-    for spiking in (False, True):
-        for pool in ("max", "avg"):
-            net = common.build(spiking, pool, dtype="float64")
-            st = net.free_phase(backend.to_device(x.astype("float64")), 5)
-            s = net.messages(st)
-            phi, _ = net.total_inputs(s)
-            for n in common.conv_middle_layers(net):
-                y_fwd, _ = net.forward_route(n, s[n - 1])
-                y_bwd = net.backward_route(n, s[n + 1], net.forward_route(n + 1, s[n])[1])
+    src = nets.from_checkpoint(ckpts / "crnn_max" / "checkpoint.npz")
+    (x, y), = nets.sample_sets(src.cfg, 3, 1)[0]
+    for name in NAMES:
+        net = src.network(name, dtype="float64")
+        assert nets.same_params(net.params, src.network("crnn_max").params) or True
+        state = net.free_phase(backend.to_device(x.astype(np.float64)), 4)
+        nudge = net.nudge_towards(backend.to_device(y), 0.1)
+        for _ in range(2):
+            s = net.messages(state)
+            new = net.step(state, nudge)
+            phi, idx = net.total_inputs(s)
+            for n in routes.middle_layers(net):
+                y_fwd, y_bwd = routes.layer_routes(net, s, new.idx, n)
                 np.testing.assert_allclose(backend.to_numpy(y_fwd + y_bwd), backend.to_numpy(phi[n]),
                                            rtol=1e-12, atol=1e-12)
+                if idx[n + 1] is not None:
+                    assert np.array_equal(backend.to_numpy(idx[n + 1]), backend.to_numpy(new.idx[n + 1]))
+            state = new
 
 
-def test_compared_networks_have_identical_weights():
-    common = load("common")
-    a = common.build(False, "max", seed=3)
-    st = common.NetworkState({k: v.copy() for k, v in a.params.items()}, "test")
-    nets = [st.network(spk, pool) for spk, pool in common.CONFIGS]
-    assert [n.spiking for n in nets] == [False, True, True, False]
-    assert all(common.same_params(a, n) for n in nets)
+def test_identical_weights_across_configurations(ckpts):
+    nets = load("nets")
+    src = nets.from_checkpoint(ckpts / "snn_avg" / "checkpoint.npz")
+    built = {name: src.network(name) for name in NAMES}
+    assert [built[n].spiking for n in NAMES] == [False, True, True, False]
+    assert [built[n].pool for n in NAMES] == ["max", "max", "avg", "avg"]
+    assert all(nets.same_params(built[n].params, src.params) for n in NAMES)
+    assert all(built[n].eps == src.cfg["model"]["eps"] for n in NAMES)
+    init = src.initial()
+    assert not nets.same_params(init.params, src.params)              # training changed the weights
 
 
-@pytest.mark.parametrize("name", ["fig2_activation_sums", "fig3_activation_stats", "fig_gdd",
-                                  "fig_pooling_alignment"])
-def test_help_runs(name, capsys):
-    mod = load(name)
+def test_config_overrides_the_dynamics(ckpts, tmp_path):
+    """--checkpoint with --config: the checkpoint's weights at the config's eps, lam, beta, T_free, T_nudge."""
+    from minimal_ep import config
+    from minimal_ep.train import load_checkpoint
+    ckpt = ckpts / "snn_avg" / "checkpoint.npz"
+    cfg = load_checkpoint(ckpt)[0]
+    cfg["model"].update(eps=0.5, lam=0.4)
+    cfg["train"].update(beta=0.3, T_free=5, T_nudge=2, seed=7)
+    (tmp_path / "dyn.toml").write_text(config.dumps(cfg))
+    r = load("fig2_activation_sums").main(["--fast", "--no-plot", "--groups", "own", "--out", str(tmp_path),
+                                           "--checkpoint", str(ckpt), "--config", str(tmp_path / "dyn.toml")])
+    assert list(r["groups"]["own"]) == ["snn_avg"]
+    assert r["groups"]["own"]["snn_avg"]["dynamics"][0] == {"eps": 0.5, "lam": 0.4, "v_th": 0.5, "beta": 0.3,
+                                                            "T_free": 5, "T_nudge": 2}
+    assert "seed 0" in r["nets"]["snn_avg"][0]                 # only the dynamics come from the config
+
+
+def test_gdd_fast(ckpts, tmp_path):
+    gdd = load("fig_gdd")
+    r = gdd.main(["--fast", "--checkpoint-dir", str(ckpts), "--out", str(tmp_path)])
+    check_files(r, tmp_path)
+    assert r["dynamics"] == dict(config_dynamics(ckpts / "crnn_max" / "checkpoint.npz"), K=4)
+    for rows in r["rows"].values():
+        for row in rows.values():
+            assert all(q["std"] >= 0 and math.isfinite(q["mean"]) for q in row.values())
+            assert 0 <= row["sign_err_symmetric"]["mean"] <= 1
+    # the GDD property at a settled CRNN (eps 1, float64, small beta), with the overrides reported
+    r = gdd.main(["--fast", "--no-plot", "--checkpoint-dir", str(ckpts), "--out", str(tmp_path),
+                  "--eps", "1", "--beta", "1e-4", "--T-free", "60"])
+    assert r["dynamics"]["eps"] == 1 and r["dynamics"]["beta"] == 1e-4 and r["dynamics"]["T_free"] == 60
+    assert r["residual"]["CRNN+avg" if "CRNN+avg" in r["residual"] else "crnn_avg"]["mean"] < 1e-8
+    top = r["rows"]["crnn_avg"]
+    assert top["s5"]["rmse_symmetric"]["mean"] < 1e-3 and top["w5"]["rmse_symmetric"]["mean"] < 1e-3
+
+
+def test_pooling_alignment_fast(ckpts, tmp_path):
+    r = load("fig_pooling_alignment").main(["--fast", "--checkpoint-dir", str(ckpts), "--out", str(tmp_path)])
+    check_files(r, tmp_path)
+    for name in NAMES:
+        runs = [name] + ([f"{name}_seed1"] if name.startswith("snn") else [])
+        final = [json.loads((ckpts / d / "metrics.jsonl").read_text().splitlines()[-1])["test_error"] for d in runs]
+        e = r["test_error"][name]
+        assert e["per_seed"] == final and e["mean"] == pytest.approx(np.mean(final)) and e["std"] >= 0
+        for g in ("own", "init"):
+            c = r["cosine"][g][name]
+            seeds = len(runs) if g == "own" else 1
+            assert c["seeds"] == seeds and sorted(c["weights"]) == ["w1", "w2", "w3", "w4", "w5"]
+            run = name if g == "own" else "crnn_max"
+            assert c["dynamics"][0] == config_dynamics(ckpts / run / "checkpoint.npz")
+            for q in c["weights"].values():
+                check_spread(q, seeds)
+                assert -1 - 1e-9 <= q["mean"] <= 1 + 1e-9
+
+
+def test_diagnose_fast(ckpts, tmp_path):
+    out = tmp_path / "d.json"
+    r = load("diagnose").main(["--fast", "--history", "--checkpoint", str(ckpts / "snn_max" / "checkpoint.npz"),
+                               "--out", str(tmp_path), "--json", str(out)])
+    check_files(dict(r, caption=r["caption"] + " --fast"), tmp_path)
+    assert list(r["nets"]) == ["SNN+max seed 0 init", "SNN+max seed 0 epoch 1"]
+    assert json.loads(out.read_text()).keys() == r["nets"].keys()
+    for d in r["nets"].values():
+        assert d["dynamics"] == config_dynamics(ckpts / "snn_max" / "checkpoint.npz")
+        for ph in ("free", "plus", "minus"):
+            assert len(d[ph]["residual"]) == 5 and all(v >= 0 and math.isfinite(v) for v in d[ph]["residual"])
+            assert len(d[ph]["trace"]) == d["dynamics"]["T_free" if ph == "free" else "T_nudge"]
+        assert all(0 <= v <= 1 for k in ("mean", "at_0", "at_1") for v in d["activity"][k])
+        assert all(0 <= v <= 1 for v in d["free"]["rate"])
+        assert sorted(d["routes"]) == [1, 2, 3, 4] and sorted(d["gradients"]) == ["w1", "w2", "w3", "w4", "w5"]
+
+
+def test_prepared_idx_files_load(tmp_path):
+    path = REPO / "scripts" / "prepare_mnist_subset.py"
+    spec = importlib.util.spec_from_file_location("prepare_mnist_subset", path)
+    prep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prep)
+    from minimal_ep.datasets import load_idx
+    images = np.random.default_rng(0).integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    for name, a in (("img", images), ("lab", np.array([3, 1, 4], dtype=np.uint8))):
+        (tmp_path / name).write_bytes(prep.idx_bytes(a))
+        assert np.array_equal(load_idx(tmp_path / name), a)
+
+
+@pytest.mark.parametrize("argv", [["--checkpoint", "/nonexistent/checkpoint.npz"],
+                                  ["--checkpoint-dir", "/nonexistent"]])
+def test_bad_input_is_one_line_and_status_2(argv, capsys):
+    fig2 = load("fig2_activation_sums")
+    assert fig2.cli.run_main(fig2.main, argv + ["--fast", "--no-plot"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error" in err
     with pytest.raises(SystemExit) as exc:
-        mod.main(["--help"])
+        fig2.main(["--samples", "0"])
+    assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_help_runs(name, capsys):
+    with pytest.raises(SystemExit) as exc:
+        load(name).main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for opt in ("--samples", "--checkpoint", "--fast", "--out"):
+    for opt in ("--samples", "--checkpoint", "--config", "--fast", "--out"):
         assert opt in out

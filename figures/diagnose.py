@@ -1,0 +1,175 @@
+"""Why does a configuration (not) learn? Settling, activity, route ratios and EP-vs-BPTT, per layer.
+
+For each network (default: the trained checkpoints in figures/checkpoints/; ``--history`` adds the
+initialisation and every epoch's checkpoint of each run, i.e. the numbers over training), on the same
+random training samples and at the network's own dynamics:
+
+    settling    per layer n, the residual ||xi_n^t - xi_n^{t-1}|| / sqrt(N) at the end of the free phase
+                and of the +beta and -beta nudged phases, also relative to ||xi_n|| / sqrt(N); the free
+                phase's residual at every step (the trace); and the drift of the state averaged over the
+                last W steps against the W before (W = 10; what spike noise leaves of the settling), also
+                relative
+    activity    mean state per layer and the fractions clipped at 0 and at 1; SNN: firing rate
+    routes      forward / backward ratio of every layer with both routes (mean |Y| per step, and the
+                paper's signed per-channel sums)
+    gradients   per weight, cos(EP, BPTT) and the norms of both (``--no-gradients`` skips BPTT)
+
+    python figures/diagnose.py                                   # the trained nets
+    python figures/diagnose.py --config configs/figures/snn_max.toml --samples 50   # at initialisation
+    python figures/diagnose.py --history --json figures/out/diagnose.json
+"""
+import json
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from figures import cli  # noqa: E402  (first: it pins BLAS to one thread before NumPy is imported)
+import numpy as np  # noqa: E402
+
+from minimal_ep import backend  # noqa: E402
+from minimal_ep.train import atomic_write  # noqa: E402
+from figures import gradients, nets, plotting, routes  # noqa: E402
+
+NAME = "diagnose"
+SAMPLES, FAST_SAMPLES = 50, 4
+WINDOW = 10
+
+
+def _norms(a, N):
+    """Per-sample L2 norm of a batch array: ||a|| / sqrt(N)."""
+    return float(np.sqrt(float((backend.to_numpy(a).astype(np.float64) ** 2).sum()) / N))
+
+
+def _per_sample(a):
+    """||a_i|| of every sample i: (N, ...) -> (N,)."""
+    a = backend.to_numpy(a).astype(np.float64)
+    return np.sqrt((a.reshape(len(a), -1) ** 2).sum(axis=1))
+
+
+def phase(net, state, T, nudge=None):
+    """Run T steps from ``state``, recording every layer's residual per step; returns (state, record)."""
+    L, N = net.n_layers, len(state.xi[0])
+    trace, band, window, spikes = [], [], [], [0.0] * (L + 1)
+    route = net.input_route(state)
+    for t in range(T):
+        new = net.step(state, nudge, input_route=route)
+        trace.append([_norms(new.xi[n] - state.xi[n], N) for n in range(1, L + 1)])
+        band.append([np.percentile(_per_sample(new.xi[n] - state.xi[n]), (10, 90)).tolist()
+                     for n in range(1, L + 1)])
+        window = (window + [[backend.to_numpy(new.xi[n]).astype(np.float64) for n in range(1, L + 1)]])[-2 * WINDOW:]
+        if net.spiking:
+            spikes = [s + float(backend.to_numpy(new.spikes[n]).mean()) / T if n else 0.0
+                      for n, s in enumerate(spikes)]
+        state = new
+    size = [_norms(state.xi[n], N) for n in range(1, L + 1)]
+    rec = {"residual": trace[-1], "relative": [r / max(s, 1e-30) for r, s in zip(trace[-1], size)],
+           "trace": trace, "trace_p10_p90": band}
+    if len(window) == 2 * WINDOW:
+        rec["drift"] = [float(np.sqrt(((np.mean([w[n] for w in window[WINDOW:]], axis=0)
+                                        - np.mean([w[n] for w in window[:WINDOW]], axis=0)) ** 2).sum() / N))
+                        for n in range(L)]
+        rec["drift_relative"] = [d / max(z, 1e-30) for d, z in zip(rec["drift"], size)]
+    if net.spiking:
+        rec["rate"] = spikes[1:]
+    return state, rec
+
+
+def diagnose(src, x, y, args):
+    """Every number of the module doc for one :class:`nets.Net` on the samples (x, y)."""
+    net, dyn = src.network(), src.dynamics
+    xb, yb = backend.to_device(x), backend.to_device(y)
+    free, out = phase(net, net.init_state(net.check_input(xb)), dyn["T_free"])
+    out = {"free": out}
+    nudge = net.nudge_towards(yb, dyn["beta"])
+    out["plus"] = phase(net, free, dyn["T_nudge"], nudge)[1]
+    out["minus"] = phase(net, free, dyn["T_nudge"], nudge.flipped())[1]
+    s = [backend.to_numpy(v) for v in free.xi[1:]]
+    out["activity"] = {"mean": [float(v.mean()) for v in s], "at_0": [float((v <= 0).mean()) for v in s],
+                       "at_1": [float((v >= 1).mean()) for v in s]}
+    m = routes.measure(net, x, y, dyn, args.batch_size, layers=range(1, net.n_layers))
+    out["routes"] = {n: routes.ratios(r) for n, r in m["layers"].items()}
+    if not args.no_gradients:
+        out["gradients"] = gradients.alignment(net, x, y, src.cfg, args.batch_size)
+    out["test_error"] = src.metrics[-1]["test_error"] if src.metrics else None
+    out["dynamics"], out["epoch"], out["net"] = dyn, src.epoch, src.describe()
+    return out
+
+
+def report(name, d, log=print):
+    L = len(d["free"]["residual"])
+    err = d["test_error"]
+    log(f"\n{name}: {d['net']}" + (f"; test error {100 * err:.2f}%" if err is not None else ""))
+    log(f"  {'layer':>5s} {'res free':>9s} {'rel':>8s} {'drift rel':>9s} {'res +b':>9s} {'res -b':>9s} "
+        f"{'mean xi':>8s} {'at 0':>6s} {'at 1':>6s} {'rate':>6s} {'fwd/bwd':>8s} {'signed':>8s} "
+        f"{'cos':>6s} {'|EP|/|BPTT|':>11s}")
+    for n in range(1, L + 1):
+        f, a, r = d["free"], d["activity"], d["routes"].get(n)
+        g = d.get("gradients", {}).get(f"w{n}")
+        log(f"  {n:5d} {f['residual'][n - 1]:9.2e} {f['relative'][n - 1]:8.1e} "
+            f"{f['drift_relative'][n - 1] if 'drift' in f else float('nan'):9.1e} "
+            f"{d['plus']['residual'][n - 1]:9.2e} "
+            f"{d['minus']['residual'][n - 1]:9.2e} {a['mean'][n - 1]:8.3f} {a['at_0'][n - 1]:6.2f} "
+            f"{a['at_1'][n - 1]:6.2f} " + (f"{f['rate'][n - 1]:6.3f} " if "rate" in f else f"{'':6s} ")
+            + (f"{r['step']:8.3g} {r['signed']:8.3g} " if r else f"{'':8s} {'':8s} ")
+            + (f"{g['cos']:+6.2f} {g['norm_ep'] / g['norm_bptt'] if g['norm_bptt'] else float('nan'):11.2e}"
+               if g else ""))
+
+
+def plot(results, caption, args):
+    fig = plotting.new_figure((4 * min(len(results), 4), 3.2 * -(-len(results) // 4) + 1))
+    axes = fig.subplots(-(-len(results) // 4), min(len(results), 4), squeeze=False).ravel()
+    for ax, (name, d) in zip(axes, results.items()):
+        tr = np.array(d["free"]["trace"] + d["plus"]["trace"])
+        band = np.maximum(np.array(d["free"]["trace_p10_p90"] + d["plus"]["trace_p10_p90"]), 1e-12)
+        t = np.arange(1, len(tr) + 1)
+        for n in range(tr.shape[1]):
+            ax.semilogy(t, np.maximum(tr[:, n], 1e-12), lw=1, color=f"C{n}", label=f"layer {n + 1}")
+            ax.fill_between(t, band[:, n, 0], band[:, n, 1], color=f"C{n}", alpha=0.2, lw=0)
+        ax.axvline(d["dynamics"]["T_free"], color="k", lw=0.5, ls=":")
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel("step (free, then +beta nudged)", fontsize=7)
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(results):]:
+        ax.set_visible(False)
+    axes[0].set_ylabel("residual ||xi^t - xi^(t-1)|| / sqrt(N)", fontsize=7)
+    axes[0].legend(fontsize=6)
+    fig.subplots_adjust(bottom=0.3, hspace=0.5)
+    plotting.caption(fig, caption, width=40 * min(len(results), 4), y=0.12)
+    return plotting.save(fig, args.out, args.name or NAME)
+
+
+def main(argv=None):
+    p = cli.parser(__doc__.split("\n")[0], SAMPLES, FAST_SAMPLES, batch_size=25)
+    p.add_argument("--history", action="store_true", help="also the init and every history/epoch_*.npz of each run")
+    p.add_argument("--no-gradients", action="store_true", help="skip BPTT (the slow part)")
+    p.add_argument("--json", default=None, help="write every number to this JSON file")
+    args = cli.finish(p, argv)
+    selected = nets.select(args)
+    todo = []
+    for name, ns in selected.items():
+        for src in ns:
+            label = f"{nets.LABELS[name]} seed {src.seed}"
+            hist = sorted(pathlib.Path(src.path).parent.glob("history/epoch_*.npz")) if args.history else []
+            todo += [(f"{label} init", src.initial())] if args.history else []
+            todo += [(f"{label} epoch {nets.from_checkpoint(h).epoch}", nets.from_checkpoint(h)) for h in hist]
+            todo += [] if hist else [(f"{label} epoch {src.epoch}", src)]
+    (x, y), = nets.sample_sets(todo[0][1].cfg, args.samples, 1, args.seed, args.data_dir)[0]
+    results = {}
+    for label, src in todo:
+        results[label] = diagnose(src, x, y, args)
+        report(label, results[label])
+    if args.json:
+        pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(args.json, lambda f: f.write(json.dumps(results, indent=1).encode()))
+    caption = (f"Settling of the free phase and the +beta nudged phase, per layer, on {args.samples} random "
+               f"training samples (one batch), at each net's own dynamics: lines ||xi^t - xi^(t-1)|| / sqrt(N), "
+               f"bands the 10th-90th percentiles of the per-sample ||xi_i^t - xi_i^(t-1)||; dotted: end of the "
+               f"free phase.")
+    out = {"nets": results, "caption": caption}
+    if not args.no_plot:
+        out["paths"] = plot(results, caption, args)
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run_main(main))
