@@ -49,11 +49,13 @@ def bptt_gradients(net, x, y, T, state=None, per_step=0, return_state=False):
     x = net.check_input(x)
     y = net.check_labels(y, len(x))
     tape = [net.init_state(x) if state is None else state]
-    route = net.input_route(tape[0])
+    route, tally = net.input_route(tape[0]), net.new_tally(tape[0])
     for _ in range(T):                                     # forward, keeping every state
         tape.append(net.step(tape[-1], input_route=route))
+        if tally is not None:
+            tally.add(tape[-1])
     final = tape[-1]
-    final.steps = T
+    final.steps, final.tally = T, tally                    # the phase's statistics (spike_stats)
     _, g_top, g_readout = net.loss_gradient(final.xi[net.n_layers], y)
     grads = {k: net.xp.zeros_like(v) for k, v in net.params.items()}
     for k, g in g_readout.items():

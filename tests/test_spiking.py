@@ -171,3 +171,13 @@ def test_bad_spiking_arguments():
         small_net(spiking=True, lam=0.0)
     with pytest.raises(ValueError, match="surrogate_width must be a finite number > 0"):
         small_net(spiking=True, surrogate_width=0.0)
+
+
+def test_bptt_final_state_reports_the_spike_statistics_of_its_phase():
+    """The state bptt_gradients returns is that of a free phase of T steps: same spikes, same stats."""
+    x, y = random_batch(4)
+    net = small_net(spiking=True, eps=0.5, lam=0.5)
+    _, state = mep.bptt_gradients(net, x, y, 12, return_state=True)
+    free = net.free_phase(x, 12)
+    assert state.steps == 12
+    assert net.spike_stats(state) == net.spike_stats(free)
