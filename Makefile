@@ -2,6 +2,7 @@
 #   make demo   - create .venv, install minimal_ep, run the main job (configs/quickstart.toml)
 #   make test   - create .venv, install minimal_ep[test,docs], run the test suite (the docs build included)
 #   make docs   - install minimal_ep[docs], build the course site (executed tutorials) in build/course
+#   make table2-laptop - the laptop-scale Table II campaign, in the background (docs/RESULTS.md)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -13,7 +14,7 @@ CRNN_SEEDS ?= 0
 JOBS       ?= 1
 EPOCHS     ?=
 
-.PHONY: demo test bench figures checkpoints data docs clean
+.PHONY: demo test bench figures checkpoints data docs clean table2-laptop table2-report
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +58,27 @@ checkpoints: $(VENV)/.installed
 	test -n "$(findstring --quick,$(ARGS))" || $(MAKE) data
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python figures/make_checkpoints.py --data-dir $(DATA_DIR) \
 		--seeds "$(SEEDS)" --crnn-seeds "$(CRNN_SEEDS)" --jobs $(JOBS) $(if $(EPOCHS),--epochs $(EPOCHS)) $(ARGS)
+
+# Laptop-scale Table II: 18 runs of configs/laptop/ (about 9.4 CPU-hours projected), one after
+# another at one BLAS thread, niced, in the background. Resumable: after a kill or a reboot run it
+# again and it continues where it stopped. Data: FMNIST_DIR holds the official Fashion-MNIST files;
+# MNIST is read from data/mnist-10k/ (python scripts/prepare_mnist_subset.py). TABLE2_ARGS: e.g.
+# --cells fmnist_snn_ep_avg, --jobs 2. Progress: scripts/table2_laptop.py --status; stop: kill PID.
+FMNIST_DIR  ?=
+TABLE2_ARGS ?=
+NICE        ?= 10
+TABLE2_RUN  := $(BIN)/python scripts/table2_laptop.py $(if $(FMNIST_DIR),--fashion-mnist-dir $(FMNIST_DIR)) $(TABLE2_ARGS)
+
+table2-laptop: $(VENV)/.installed
+	$(TABLE2_RUN) --dry-run
+	mkdir -p runs/laptop
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 nohup nice -n $(NICE) $(TABLE2_RUN) --log runs/laptop/campaign.log \
+		>> runs/laptop/campaign.log 2>&1 & \
+		echo "table2-laptop: started process $$! (log: runs/laptop/campaign.log; stop: kill $$!)"
+
+# docs/RESULTS.md and docs/table2_*.png from runs/laptop/ (works on partial results)
+table2-report: $(VENV)/.installed
+	$(BIN)/python scripts/collect_table2.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache docs/course/tutorials

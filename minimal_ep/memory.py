@@ -24,13 +24,14 @@ MODES = ("SNN EP", "SNN BPTT", "CRNN EP", "CRNN BPTT")
 
 
 def training_step_peak_mb(mode, batch=10, T_free=100, T_nudge=25, T_bptt=150, conv_channels=(128, 256),
-                          hidden=(512,), input_shape=(1, 28, 28), seed=0, **net_kwargs):
+                          hidden=(512,), input_shape=(1, 28, 28), seed=0, loss=None, **net_kwargs):
     """Peak memory (MB = 2**20 bytes) of one training step: network, batch, gradient, SGD update.
 
     Parameters
     ----------
     mode : {"SNN EP", "SNN BPTT", "CRNN EP", "CRNN BPTT"}
-        Spiking networks use the MSE loss, CRNNs cross-entropy (as in the paper).
+    loss : {"mse", "ce"}, optional
+        Default as in the paper: MSE for spiking networks, cross-entropy for CRNNs.
     batch : int
     T_free, T_nudge : int
         EP: free phase and each of the two nudged phases (paper: 100 + 25 + 25).
@@ -54,7 +55,7 @@ def training_step_peak_mb(mode, batch=10, T_free=100, T_nudge=25, T_bptt=150, co
     tracemalloc.start()
     try:
         net = build_network(input_shape=input_shape, conv_channels=conv_channels, hidden=hidden,
-                            spiking=spiking, loss="mse" if spiking else "ce", seed=seed, **net_kwargs)
+                            spiking=spiking, loss=loss or ("mse" if spiking else "ce"), seed=seed, **net_kwargs)
         xb, yb = backend.to_device(x, net.dtype), backend.to_device(y)
         opt = SGD(net.params, 0.01)
         if algorithm == "EP":

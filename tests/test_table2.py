@@ -1,0 +1,240 @@
+"""The laptop-scale Table II: its configs, the campaign (``--quick``, end to end) and the report.
+
+Properties, not numbers: the cells differ only in the keys that define them; the campaign runs,
+skips what is done, resumes what is partial and records time and memory; the collector has one
+row per cell, computes means and sample standard deviations over seeds at the common epoch, marks
+missing and partial cells, and writes RESULTS.md atomically. Data: the embedded subsets only.
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from minimal_ep import cli, config as config_mod
+
+sys.path.insert(0, str(REPO / "scripts"))
+import collect_table2  # noqa: E402
+import table2_laptop as campaign  # noqa: E402
+import table2_measure  # noqa: E402
+import table2_results as results  # noqa: E402
+
+CELLS = campaign.cells()
+ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+
+
+def differences(a, b):
+    return {(s, k) for s in a for k in a[s] if a[s][k] != b[s][k]}
+
+
+def resolved(cell):
+    return config_mod.resolve(campaign.CONFIG_DIR / f"{cell}.toml")
+
+
+def test_twelve_cells_each_defined_only_by_its_column_and_data():
+    assert len(CELLS) == 12 and sorted(CELLS) == sorted(f"{d}_{c}" for d in campaign.DATASETS
+                                                        for c in campaign.COLUMNS)
+    cfgs = {cell: resolved(cell) for cell in CELLS}
+    for a in CELLS:
+        for b in CELLS:
+            diff = differences(cfgs[a], cfgs[b])
+            assert diff <= campaign.DEFINING, (a, b, diff - campaign.DEFINING)
+            if campaign.split_cell(a)[0] == campaign.split_cell(b)[0]:   # one data set: shared data,
+                assert diff <= campaign.COLUMN_KEYS | {("run", "out")}, (a, b, diff)   # epochs, schedule...
+            assert (a == b) == (not diff)
+    for cell, cfg in cfgs.items():
+        prefix, column = campaign.split_cell(cell)
+        m, t = cfg["model"], cfg["train"]
+        assert m["spiking"] == column.startswith("snn")
+        assert t["algorithm"] == ("bptt" if column.endswith("bptt") else "ep")
+        assert m["pool"] == ("max" if column == "snn_ep_max" else "avg")
+        assert m["loss"] == ("ce" if column in ("crnn_ep_ce", "crnn_bptt") else "mse")
+        assert cfg["data"]["source"] == "full" and cfg["run"]["out"] == f"runs/laptop/{cell}"
+        assert cfg["data"]["data_dir"] == ("data/mnist-10k" if prefix == "mnist" else "")
+
+
+def test_cells_share_the_quickstart_architecture_and_dynamics():
+    quick = config_mod.resolve(REPO / "configs" / "quickstart.toml")
+    shared = [("model", k) for k in ("conv_channels", "kernel_size", "padding", "pool_size", "hidden", "eps",
+                                     "lam", "v_th", "init_scale", "dtype")]
+    shared += [("train", k) for k in ("estimator", "beta", "T_free", "T_nudge", "T_eval", "lr", "lr_schedule",
+                                      "lr_final", "momentum")] + [("data", "batch_size")]
+    for cell in CELLS:
+        cfg = resolved(cell)
+        assert all(cfg[s][k] == quick[s][k] for s, k in shared), cell
+        net_params = campaign_params(cfg)
+        assert sorted(k for k in net_params if k[0] == "w") == ["w1", "w2", "w3", "w4"]   # 4 rates, 4 weights
+
+
+def campaign_params(cfg):
+    from minimal_ep.train import network_from_config
+    return network_from_config(cfg).params
+
+
+def test_plan_seeds_order_and_folders(tmp_path):
+    runs = campaign.plan(runs_dir=tmp_path)
+    assert len(runs) == 18 and len({r["out"] for r in runs}) == 18
+    for cell in CELLS:
+        mine = [r for r in runs if r["cell"] == cell]
+        n = 3 if cell in ("fmnist_snn_ep_avg", "fmnist_snn_ep_max", "fmnist_snn_bptt") else 1
+        assert [r["seed"] for r in mine] == list(range(n))
+        assert [r["name"] for r in mine] == ([cell] if n == 1 else [f"{cell}_seed{k}" for k in range(n)])
+    prefixes = [campaign.split_cell(r["cell"])[0] for r in runs]
+    assert prefixes[:6] == ["mnist"] * 6 and [r["seed"] for r in runs[6:12]] == [0] * 6   # a full table first
+
+
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
+    for argv in (["--cells", "nope"], ["--set", "train.T_free=9"], ["--jobs", "0"]):
+        with pytest.raises(SystemExit) as e:
+            campaign.main(argv + ["--runs-dir", str(tmp_path)])
+        assert e.value.code == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert campaign.main(["--runs-dir", str(tmp_path), "--cells", "mnist_crnn_bptt", "--mnist-dir",
+                          str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "prepare_mnist_subset" in err[0]
+
+
+def run_campaign(runs_dir, *cells):
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "table2_laptop.py"), "--quick", "--runs-dir",
+                           str(runs_dir), "--cells", *cells], env=ENV, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """Two cells in --quick mode (4 runs), started twice: the second start has nothing to do."""
+    runs_dir = tmp_path_factory.mktemp("laptop-quick")
+    first = run_campaign(runs_dir, "fmnist_snn_ep_avg", "mnist_crnn_ep_ce")
+    second = run_campaign(runs_dir, "fmnist_snn_ep_avg", "mnist_crnn_ep_ce")
+    return runs_dir, first, second
+
+
+def test_quick_campaign_trains_records_and_skips_what_is_done(quick):
+    runs_dir, first, second = quick
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert second.returncode == 0 and "0 to do" in second.stdout
+    names = ["mnist_crnn_ep_ce"] + [f"fmnist_snn_ep_avg_seed{k}" for k in range(3)]
+    assert sorted(p.name for p in runs_dir.iterdir() if p.is_dir()) == sorted(names)
+    for name in names:
+        out = runs_dir / name
+        metrics = results._json_lines(out / "metrics.jsonl")
+        assert [m["epoch"] for m in metrics] == [1, 2]
+        assert all(0 <= m["test_error"] <= 1 and m["seconds"] > 0 for m in metrics)
+        memory = json.loads((out / "memory.json").read_text())
+        assert memory["peak_mb"] > 0 and memory["batch_size"] == 50
+        calls = results._json_lines(out / "campaign.jsonl")          # one child: the second start skipped it
+        assert len(calls) == 1 and calls[0]["exit_code"] == 0
+        assert (calls[0]["epochs_before"], calls[0]["epochs_after"]) == (0, 2) and calls[0]["cpu_seconds"] > 0
+        assert "--resume" in calls[0]["command"] and "--threads 1" in calls[0]["command"]
+        assert not (out / "run.lock").exists() and not (out / "stopped.json").exists()
+    seeds = {config_mod.loads((runs_dir / f"fmnist_snn_ep_avg_seed{k}" / "config.toml").read_text())["train"]["seed"]
+             for k in range(3)}
+    assert seeds == {0, 1, 2}
+    assert not (runs_dir / "run.lock").exists()
+
+
+def test_quick_campaign_resumes_a_partial_run(tmp_path):
+    out = tmp_path / "mnist_crnn_bptt"
+    argv = ["train", "--config", str(campaign.CONFIG_DIR / "mnist_crnn_bptt.toml"), "--out", str(out),
+            "--no-progress"] + [a for o in campaign.QUICK for a in ("--set", o)] + ["--epochs", "1"]
+    assert cli.main(argv) == 0                                       # a run stopped after epoch 1
+    proc = run_campaign(tmp_path, "mnist_crnn_bptt")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    calls = results._json_lines(out / "campaign.jsonl")
+    assert [(c["epochs_before"], c["epochs_after"]) for c in calls] == [(1, 2)]
+    assert [m["epoch"] for m in results._json_lines(out / "metrics.jsonl")] == [1, 2]
+
+
+@pytest.mark.xfail(reason="library: SNN BPTT training calls spike_stats on a state without a tally "
+                          "(bptt_gradients keeps none); the campaign records the run as stopped", strict=False)
+def test_quick_snn_bptt_cell_trains(tmp_path):
+    proc = run_campaign(tmp_path, "mnist_snn_bptt")
+    assert (tmp_path / "mnist_snn_bptt" / "stopped.json").exists() == (proc.returncode == 1)
+    assert proc.returncode == 0, proc.stdout
+    assert len(results._json_lines(tmp_path / "mnist_snn_bptt" / "metrics.jsonl")) == 2
+
+
+def test_report_from_the_quick_campaign(quick, tmp_path):
+    runs_dir = quick[0]
+    doc = tmp_path / "RESULTS.md"
+    assert collect_table2.main(["--runs-dir", str(runs_dir), "--out", str(doc)]) == 0
+    text = doc.read_text()
+    assert "No campaign results yet" in text and "--quick" in text
+    for prefix in campaign.DATASETS:
+        png = tmp_path / f"table2_{prefix}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png.name})" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "/" in line.split("|")[3]]
+    labels = [line.split("|")[1].strip() for line in rows if line.split("|")[1].strip() in
+              campaign.COLUMNS.values()]
+    assert labels == list(campaign.COLUMNS.values()) * 2                       # one row per cell
+    assert sum("missing (0/2)" in line for line in rows) == 10                 # 10 cells not run
+    assert "8.89 ± 2.45" in text and "0.97 ± 0.32" in text                     # the paper beside ours
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def write_run(folder, test_errors, train_errors=None, seconds=2.0, peak=5.0):
+    folder.mkdir(parents=True)
+    rows = [{"epoch": k + 1, "test_error": e, "train_error": (train_errors or test_errors)[k], "loss": 0.1,
+             "seconds": seconds, "samples_per_second": 100 / seconds, "lr_scale": 1.0}
+            for k, e in enumerate(test_errors)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "memory.json").write_text(json.dumps({"peak_mb": peak}))
+
+
+def test_means_and_stds_over_seeds_at_the_common_epoch(tmp_path):
+    errors = [[0.30, 0.20, 0.10], [0.40, 0.25, 0.15], [0.50, 0.35]]   # seed 2 is one epoch behind
+    for k, e in enumerate(errors):
+        write_run(tmp_path / f"s{k}", e, seconds=1.0 + k)
+    runs = [results.read_run(tmp_path / f"s{k}") for k in range(3)]
+    row = results.summarize("fmnist_snn_ep_avg", runs, epochs_planned=3)
+    assert (row["epoch"], row["seeds"], row["status"]) == (2, 3, "partial")
+    final = [100 * e[1] for e in errors]
+    assert row["final_test"][0] == pytest.approx(np.mean(final))
+    assert row["final_test"][1] == pytest.approx(np.std(final, ddof=1))
+    assert row["best_test"][0] == pytest.approx(np.mean(final))          # best up to the common epoch
+    assert row["seconds_per_epoch"][0] == pytest.approx(2.0) and row["peak_mb"] == (5.0, 0.0)
+    epochs, mean, std = row["curve"]
+    assert epochs == [1, 2, 3] and mean[2] == pytest.approx(12.5) and std[2] == pytest.approx(np.std([10, 15], ddof=1))
+    one = results.summarize("mnist_crnn_bptt", [runs[0]], epochs_planned=3)
+    assert one["status"] == "complete" and one["final_test"] == (pytest.approx(10.0), None)
+    assert collect_table2.fmt(one["final_test"]) == "10.00"
+    none = results.summarize("mnist_crnn_bptt", [results.read_run(tmp_path / "absent")], epochs_planned=3)
+    assert none["status"] == "missing" and collect_table2.fmt(none["final_test"]) == "—"
+
+
+def test_partial_results_are_marked_and_the_doc_is_written_atomically(tmp_path, monkeypatch):
+    runs_dir, docs = tmp_path / "runs", tmp_path / "docs"
+    docs.mkdir()
+    write_run(runs_dir / "mnist_snn_ep_avg", [0.5] * 20)
+    write_run(runs_dir / "fmnist_snn_ep_avg_seed0", [0.4, 0.3])
+    assert collect_table2.main(["--runs-dir", str(runs_dir), "--out", str(docs / "RESULTS.md")]) == 0
+    text = (docs / "RESULTS.md").read_text()
+    assert "Partial results" in text and "1 of 12 cells complete" in text
+    assert "| SNN EP (avg) | 1 seed | 20/20 |" in text and "| SNN EP (avg) | 1/3 | 2/7 (partial) |" in text
+    assert text.count("missing (0/20)") == 5 and text.count("missing (0/7)") == 5
+
+    class Failing(str):
+        def encode(self, *args):
+            raise OSError("disk full")
+    monkeypatch.setattr(collect_table2, "render", lambda runs, out: Failing("half"))
+    with pytest.raises(OSError):
+        collect_table2.main(["--runs-dir", str(runs_dir), "--out", str(docs / "RESULTS.md")])
+    assert (docs / "RESULTS.md").read_text() == text                     # the old file, whole
+    assert sorted(p.name for p in docs.iterdir()) == ["RESULTS.md", "table2_fmnist.png", "table2_mnist.png"]
+
+
+def test_measure_cost_and_memory(tmp_path):
+    out = tmp_path / "cost.json"
+    assert campaign.main(["--quick", "--measure-cost", "--cells", "mnist_crnn_ep_ce", "--runs-dir", str(tmp_path),
+                          "--cost-size", "50", "50", "--cost-out", str(out)]) == 0
+    cell = json.loads(out.read_text())["cells"]["mnist_crnn_ep_ce"]
+    assert cell["train_cpu_s"] > 0 and cell["test_cpu_s"] > 0 and cell["full_size"] == [100, 50]
+    assert cell["epoch_cpu_s"] == pytest.approx(2 * cell["train_cpu_s"] + cell["test_cpu_s"], abs=0.1)
+    ep, bptt = (config_mod.resolve(campaign.CONFIG_DIR / f"mnist_{c}.toml", ["data.batch_size=10"])
+                for c in ("crnn_ep_ce", "crnn_bptt"))
+    peak_ep, peak_bptt = table2_measure.step_peak_mb(ep), table2_measure.step_peak_mb(bptt)
+    assert 0 < peak_ep < peak_bptt and math.isfinite(peak_bptt)        # BPTT keeps a tape of T_free states
