@@ -24,7 +24,8 @@ MODES = ("SNN EP", "SNN BPTT", "CRNN EP", "CRNN BPTT")
 
 
 def training_step_peak_mb(mode, batch=10, T_free=100, T_nudge=25, T_bptt=150, conv_channels=(128, 256),
-                          hidden=(512,), input_shape=(1, 28, 28), seed=0, loss=None, **net_kwargs):
+                          hidden=(512,), input_shape=(1, 28, 28), n_classes=10, seed=0, loss=None,
+                          **net_kwargs):
     """Peak memory (MB = 2**20 bytes) of one training step: network, batch, gradient, SGD update.
 
     Parameters
@@ -37,7 +38,7 @@ def training_step_peak_mb(mode, batch=10, T_free=100, T_nudge=25, T_bptt=150, co
         EP: free phase and each of the two nudged phases (paper: 100 + 25 + 25).
     T_bptt : int
         BPTT: unrolled steps (paper: 150).
-    conv_channels, hidden, input_shape, net_kwargs
+    conv_channels, hidden, input_shape, n_classes, net_kwargs
         The architecture (default the paper's 2C2FC with a 512-unit hidden layer).
     """
     if mode not in MODES:
@@ -45,7 +46,7 @@ def training_step_peak_mb(mode, batch=10, T_free=100, T_nudge=25, T_bptt=150, co
     spiking, algorithm = mode.split()[0] == "SNN", mode.split()[1]
     rng = np.random.default_rng(seed)
     x = rng.random((batch,) + tuple(input_shape))
-    y = rng.integers(0, 10, batch)
+    y = rng.integers(0, n_classes, batch)
     gc.collect()
     cupy = backend.get_xp() if backend.get_backend() == "cupy" else None
     if cupy is not None:
@@ -55,7 +56,7 @@ def training_step_peak_mb(mode, batch=10, T_free=100, T_nudge=25, T_bptt=150, co
     tracemalloc.start()
     try:
         net = build_network(input_shape=input_shape, conv_channels=conv_channels, hidden=hidden,
-                            spiking=spiking, loss=loss or ("mse" if spiking else "ce"), seed=seed, **net_kwargs)
+                            n_classes=n_classes, spiking=spiking, loss=loss or ("mse" if spiking else "ce"), seed=seed, **net_kwargs)
         xb, yb = backend.to_device(x, net.dtype), backend.to_device(y)
         opt = SGD(net.params, 0.01)
         if algorithm == "EP":

@@ -12,49 +12,33 @@ images in a temporary folder, at one BLAS thread, and times the training epoch a
 separately in CPU seconds of this process (``time.process_time``), then scales them to the full
 data: CPU seconds per epoch = train CPU / n x N_train + test CPU / m x N_test.
 """
-import gc
 import json
 import os
 import sys
 import tempfile
 import time
-import tracemalloc
 
-import numpy as np
 
-from minimal_ep import backend, config as config_mod, datasets, train as train_mod
-from minimal_ep.bptt import bptt_gradients
-from minimal_ep.ep import ep_gradients
-from minimal_ep.fast import clear_scratch
-from minimal_ep.optim import SGD
+from minimal_ep import backend, config as config_mod, datasets, memory, train as train_mod
 from minimal_ep.runs import atomic_write
 
 
 def step_peak_mb(cfg, seed=0):
-    """Peak traced memory (MB = 2**20 bytes) of one training step of ``cfg`` on random images."""
+    """Peak traced memory (MB = 2**20 bytes) of one training step of ``cfg`` on random images.
+
+    :func:`minimal_ep.memory.training_step_peak_mb` with the run's own architecture, batch size,
+    phases and loss.
+    """
     backend.set_backend("numpy")
-    d, t = cfg["data"], cfg["train"]
-    rng = np.random.default_rng(seed)
-    x = rng.random((d["batch_size"],) + datasets.INPUT_SHAPE[d["dataset"]])
-    y = rng.integers(0, datasets.N_CLASSES[d["dataset"]], d["batch_size"])
-    gc.collect()
-    clear_scratch()                        # the step's own scratch buffers count towards its peak
-    tracemalloc.start()
-    try:
-        net = train_mod.network_from_config(cfg)
-        xb, yb = backend.to_device(x, net.dtype), backend.to_device(y)
-        opt = SGD(net.params, t["lr"], t["momentum"])
-        if t["algorithm"] == "ep":
-            free = net.free_phase(xb, t["T_free"])
-            grads = ep_gradients(net, xb, yb, t["beta"], t["T_free"], t["T_nudge"], t["estimator"],
-                                 free_state=free)
-        else:
-            grads = bptt_gradients(net, xb, yb, t["T_free"])
-        opt.step(grads)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    return peak / 2 ** 20
+    d, m, t = cfg["data"], cfg["model"], cfg["train"]
+    mode = f"{'SNN' if m['spiking'] else 'CRNN'} {t['algorithm'].upper()}"
+    arch = {k: m[k] for k in ("kernel_size", "padding", "pool", "pool_size", "eps", "dtype")}
+    if m["spiking"]:
+        arch.update(lam=m["lam"], v_th=m["v_th"])
+    return memory.training_step_peak_mb(
+        mode, batch=d["batch_size"], T_free=t["T_free"], T_nudge=t["T_nudge"], T_bptt=t["T_free"],
+        conv_channels=tuple(m["conv_channels"]), hidden=tuple(m["hidden"]), loss=m["loss"], seed=seed,
+        input_shape=datasets.INPUT_SHAPE[d["dataset"]], n_classes=datasets.N_CLASSES[d["dataset"]], **arch)
 
 
 def memory_record(cfg):

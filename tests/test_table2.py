@@ -149,8 +149,6 @@ def test_quick_campaign_resumes_a_partial_run(tmp_path):
     assert [m["epoch"] for m in results._json_lines(out / "metrics.jsonl")] == [1, 2]
 
 
-@pytest.mark.xfail(reason="library: SNN BPTT training calls spike_stats on a state without a tally "
-                          "(bptt_gradients keeps none); the campaign records the run as stopped", strict=False)
 def test_quick_snn_bptt_cell_trains(tmp_path):
     proc = run_campaign(tmp_path, "mnist_snn_bptt")
     assert (tmp_path / "mnist_snn_bptt" / "stopped.json").exists() == (proc.returncode == 1)
