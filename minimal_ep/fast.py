@@ -40,19 +40,21 @@ def use(enabled):
 
 
 # ----------------------------------------------------------------------------- scratch buffers
-_SCRATCH = {}
-_SCRATCH_MAX = 16            # buffers kept at once (5 per small-map conv layer); more: start over
+_SCRATCH = {}                # (role, shape, dtype, backend, device) -> buffer, oldest first
+SCRATCH_BYTES = 1 << 30      # at most this much kept; beyond it the oldest buffers are released
 
 
 def _scratch(like, role, shape):
     """A reusable uninitialised array for the temporary ``role``, on ``like``'s device and dtype."""
     xp = get_array_module(like)
-    key = (role, tuple(shape), str(like.dtype), xp.__name__, str(getattr(like, "device", "cpu")))
-    if key not in _SCRATCH:
-        if len(_SCRATCH) >= _SCRATCH_MAX:
-            _SCRATCH.clear()
-        _SCRATCH[key] = xp.empty(shape, dtype=like.dtype)
-    return _SCRATCH[key]
+    key = (role, shape, like.dtype, xp.__name__, getattr(like, "device", None))
+    buf = _SCRATCH.pop(key, None)
+    if buf is None:
+        buf = xp.empty(shape, dtype=like.dtype)
+        while _SCRATCH and sum(b.nbytes for b in _SCRATCH.values()) + buf.nbytes > SCRATCH_BYTES:
+            del _SCRATCH[next(iter(_SCRATCH))]
+    _SCRATCH[key] = buf                                  # now the most recently used
+    return buf
 
 
 def clear_scratch():
@@ -215,15 +217,19 @@ def max_pool_bl(z, F):
 
 
 def max_unpool_bl(y, idx, F, size):
-    """:func:`minimal_ep.pooling.max_unpool2d` of batch-last y, idx (C, OH, OW, N) onto (C, H, W, N)."""
+    """:func:`minimal_ep.pooling.max_unpool2d` of batch-last y, idx (C, OH, OW, N) onto (C, H, W, N).
+
+    Each offset's values are written straight into their strided place, ``y * (idx == k)``; only
+    the rows and columns that floor pooling dropped are zeroed separately.
+    """
     xp = get_array_module(y)
     C, OH, OW, N = y.shape
     x = _scratch(y, "unpool", (C,) + tuple(size) + (N,))
-    x.fill(0)
-    zero = xp.zeros((), dtype=y.dtype)
+    x[:, OH * F:] = 0
+    x[:, :, OW * F:] = 0
     for p in range(F):
         for q in range(F):
-            x[:, p:OH * F:F, q:OW * F:F, :] = xp.where(idx == p * F + q, y, zero)
+            xp.multiply(y, idx == p * F + q, out=x[:, p:OH * F:F, q:OW * F:F, :])
     return x
 
 
@@ -234,5 +240,5 @@ def gather_pool_bl(z, idx, F):
     y = xp.zeros(idx.shape, dtype=z.dtype)
     for p in range(F):
         for q in range(F):
-            y = xp.where(idx == p * F + q, z[:, p:OH * F:F, q:OW * F:F, :], y)
+            y += z[:, p:OH * F:F, q:OW * F:F, :] * (idx == p * F + q)
     return y

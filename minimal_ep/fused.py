@@ -132,14 +132,12 @@ class ConvMaxPool(ConvPool):
     """A :class:`~minimal_ep.layers.ConvPool` with max pooling, its maps kept batch last in between.
 
     The two-step form transposes every full-resolution map between NCHW and the batch-last layout
-    of the products; here the convolution's output is pooled where it is, the unpooled map is
+    of the products (or, on wide maps, pools NCHW maps with short strided rows); here the
+    convolution's output is pooled where the product leaves it, batch last, the unpooled map is
     built where the transposed convolution reads it, and only the pooled maps and their indices
-    (F^2 times smaller) are transposed. The indices returned are NCHW, as max_pool2d's. Maps too
-    wide for one product over the batch, and ``fast.ENABLED`` false, use the two-step form.
+    (F^2 times smaller) are transposed. The indices returned are NCHW, as max_pool2d's. With
+    ``fast.ENABLED`` false every method is the two-step form.
     """
-
-    def _bl(self):
-        return fast.ENABLED and not fast.per_sample(*self.conv_size)
 
     def _kw(self):
         return dict(stride=1, padding=self.padding)
@@ -150,25 +148,25 @@ class ConvMaxPool(ConvPool):
                              self.pool.F, self.conv_size)
 
     def forward(self, w, s_prev):
-        if not self._bl():
+        if not fast.ENABLED:
             return super().forward(w, s_prev)
         y, idx = max_pool_bl(conv2d_bl(s_prev, w, **self._kw()), self.pool.F)
         return from_batch_last(y), from_batch_last(idx)
 
     def backward(self, w, s, idx):
-        if not self._bl():
+        if not fast.ENABLED:
             return super().backward(w, s, idx)
         return conv_transpose2d_bl(self._unpool_bl(s, idx), w, (len(s),) + self.in_shape, **self._kw())
 
     def dphi_dw(self, w, s_prev, s):
-        if not self._bl():
+        if not fast.ENABLED:
             return super().dphi_dw(w, s_prev, s)
         idx = self.forward(w, s_prev)[1]
         return conv2d_weight_bl(s_prev, self._unpool_bl(s, idx), self.kernel_size, self.kernel_size,
                                 **self._kw())
 
     def forward_vjp(self, w, s_prev, idx, a, wrt_input=True):
-        if not self._bl():
+        if not fast.ENABLED:
             return super().forward_vjp(w, s_prev, idx, a, wrt_input)
         g = self._unpool_bl(a, idx)                                   # P^T a, batch last
         g_w = conv2d_weight_bl(s_prev, g, self.kernel_size, self.kernel_size, **self._kw())
@@ -176,7 +174,7 @@ class ConvMaxPool(ConvPool):
         return g_s, g_w
 
     def backward_vjp(self, w, s, idx, a):
-        if not self._bl():
+        if not fast.ENABLED:
             return super().backward_vjp(w, s, idx, a)
         z = conv2d_bl(a, w, **self._kw())                             # (C_out, OH, OW, N)
         g_s = from_batch_last(gather_pool_bl(z, to_batch_last(idx, role="pooled_idx"), self.pool.F))
