@@ -2,12 +2,15 @@
 #   make demo   - create .venv, install minimal_ep, run the main job (configs/quickstart.toml)
 #   make test   - create .venv, install minimal_ep[test], run the test suite
 #   make docs   - install minimal_ep[docs], build the course site (executed tutorials) in build/course
+#   make bench  - the benchmarks (2 BLAS threads, A/B against fbe01e1): benchmarks/results/summary.md;
+#                 ARGS=--quick for a smoke run in seconds (benchmarks/results/quick/)
+#   make gpu-check - on a CUDA machine with CuPy: tests, benchmarks and a short training on the GPU
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: demo test bench figures docs clean
+.PHONY: demo test bench gpu-check figures docs clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +42,10 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/run.py $(ARGS)
+
+# Needs CuPy in the venv (.venv/bin/pip install -e ".[gpu]"); without a GPU it exits 2 with one line.
+gpu-check: $(VENV)/.installed
+	$(BIN)/python scripts/gpu_check.py $(ARGS)
 
 figures: $(VENV)/.installed
 	for f in figures/fig*.py; do $(BIN)/python $$f $(ARGS) || exit 1; done
