@@ -3,6 +3,9 @@
 #   make test   - create .venv, install minimal_ep[test,docs], run the test suite (the docs build included)
 #   make docs   - install minimal_ep[docs], build the course site (executed tutorials) in build/course
 #   make table2-laptop - the laptop-scale Table II campaign, in the background (docs/RESULTS.md)
+#   make bench  - the benchmarks (2 BLAS threads, A/B against fbe01e1): benchmarks/results/summary.md;
+#                 ARGS=--quick for a smoke run in seconds (benchmarks/results/quick/)
+#   make gpu-check - on a CUDA machine with CuPy: tests, benchmarks and a short training on the GPU
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -14,7 +17,7 @@ CRNN_SEEDS ?= 0
 JOBS       ?= 1
 EPOCHS     ?=
 
-.PHONY: demo test bench figures checkpoints data docs clean table2-laptop table2-report
+.PHONY: demo test bench gpu-check figures checkpoints data docs clean table2-laptop table2-report
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +43,10 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/run.py $(ARGS)
+
+# Needs CuPy in the venv (.venv/bin/pip install -e ".[gpu]"); without a GPU it exits 2 with one line.
+gpu-check: $(VENV)/.installed
+	$(BIN)/python scripts/gpu_check.py $(ARGS)
 
 figures: $(VENV)/.installed
 	for f in figures/fig*.py; do $(BIN)/python $$f $(ARGS) || exit 1; done

@@ -17,6 +17,9 @@ MSE loss, CRNNs cross-entropy, as in the paper.
     BPTT keeps every step's tape, so its peak should grow linearly. The JSON gives, per mode, the
     spread of the peaks ((max - min) / min), a least-squares line (MB per step, intercept, R^2), and
     for BPTT the size of one step's tape predicted from the layer shapes.
+``paths``
+    EP peak memory of the quickstart net and of Laborieux et al.'s 5x5 net on the fast path and on
+    the readable one (``fast.use(False)``): what the fast path's scratch buffers cost.
 ``table2``
     Paper Table II's protocol: batch 10, 2C2FC (128-256 channels, 512 hidden), EP T = 100+25+25,
     BPTT T = 150, next to the paper's numbers. The paper's are GPU totals with framework overhead
@@ -26,24 +29,18 @@ MSE loss, CRNNs cross-entropy, as in the paper.
 The results go to ``benchmarks/results/memory.json`` (``--out`` to change; with ``--quick`` the
 default is ``benchmarks/results/quick/memory.json``).
 """
-import argparse
-import datetime
-import os
-import pathlib
-import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import bench_ops  # noqa: E402  (machine_info, write_json)
-from bench_network import PAPER_2C2FC, QUICKSTART  # noqa: E402  (the two architectures)
+from benchlib import common, nets
 
-from minimal_ep import backend  # noqa: E402
-from minimal_ep.memory import MODES, training_step_peak_mb  # noqa: E402
-from minimal_ep import build_network  # noqa: E402
+from minimal_ep import backend, build_network, fast
+from minimal_ep.memory import MODES, training_step_peak_mb
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "results"
-DEFAULT_OUT = RESULTS / "memory.json"
-QUICK_OUT = RESULTS / "quick" / "memory.json"
+# The architectures alone: training_step_peak_mb chooses spiking, the loss (MSE for SNNs, CE for
+# CRNNs, as in the paper) and the seed itself.
+QUICKSTART = {k: v for k, v in nets.QUICKSTART.items() if k not in ("spiking", "loss", "seed")}
+PAPER_2C2FC = {k: v for k, v in nets.PAPER_2C2FC.items() if k not in ("spiking", "loss", "seed")}
+LABORIEUX_5X5 = {k: v for k, v in nets.LABORIEUX_5X5.items() if k not in ("spiking", "loss", "seed")}
 
 # Paper Table II, MEM column (MB): GPU totals of the paper's PyTorch code.
 PAPER_TABLE2_MB = {"SNN EP": 321.0, "SNN BPTT": 2171.0, "CRNN EP": 309.0, "CRNN BPTT": 3018.0}
@@ -52,10 +49,12 @@ LINEAR_R2 = 0.99               # BPTT: R^2 of the straight line through the swee
 
 
 def settings(quick):
+    paths = dict(nets={"quickstart": QUICKSTART, "laborieux-5x5": LABORIEUX_5X5},
+                 batch=4 if quick else 50, T_free=2 if quick else 10, T_nudge=1 if quick else 3)
     if quick:
-        return dict(sweep=dict(arch=QUICKSTART, batch=20, Ts=(6, 12, 18)), table2=None)
+        return dict(sweep=dict(arch=QUICKSTART, batch=20, Ts=(6, 12, 18)), table2=None, paths=paths)
     return dict(sweep=dict(arch=QUICKSTART, batch=50, Ts=(25, 50, 100, 150, 200)),
-                table2=dict(arch=PAPER_2C2FC, batch=10, T_free=100, T_nudge=25, T_bptt=150))
+                table2=dict(arch=PAPER_2C2FC, batch=10, T_free=100, T_nudge=25, T_bptt=150), paths=paths)
 
 
 def split_ep(T):
@@ -157,13 +156,26 @@ def run_table2(cfg):
                      "allocator's overhead. Compare the BPTT / EP ratios, not the megabytes.")}
 
 
+def run_paths(cfg):
+    """EP peak memory on the fast path and on the readable one (the fast path keeps scratch buffers)."""
+    rows = []
+    for name, arch in cfg["nets"].items():
+        for mode in ("SNN EP", "CRNN EP"):
+            for path, enabled in (("fast", True), ("readable", False)):
+                with fast.use(enabled):
+                    mb, secs = peak(mode, cfg["batch"], arch, T_free=cfg["T_free"], T_nudge=cfg["T_nudge"])
+                rows.append(dict(net=name, mode=mode, path=path, peak_mb=mb, wall_s=secs))
+    return dict(cfg, nets=list(cfg["nets"]), rows=rows)
+
+
 def run(quick):
     s = settings(quick)
-    load_before = os.getloadavg()
+    start = common.usage()
     xp = backend.get_xp()
     result = {
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": bench_ops.machine_info(xp),
+        "created": common.now(),
+        "machine": common.machine_info(xp),
+        "threads": common.blas_threads(),
         "quick": quick,
         "dtype": "float32",
         "method": ("tracemalloc peak of one training step (NumPy)" if backend.get_backend() == "numpy"
@@ -172,7 +184,8 @@ def run(quick):
     }
     if s["table2"] is not None:
         result["table2"] = run_table2(s["table2"])
-    result["loadavg_1min"] = {"before": load_before[0], "after": os.getloadavg()[0]}
+    result["paths"] = run_paths(s["paths"])
+    result["load"] = common.load_record(start, common.blas_threads())
     return result
 
 
@@ -198,22 +211,29 @@ def print_table(result):
               f"{t2['T_nudge']}, BPTT {t2['T_bptt']}):")
         for r in t2["rows"]:
             print(f"  {r['mode']:<10} {r['peak_mb']:9.1f} MB   (paper {r['paper_mb']:.0f} MB)")
+    p = result["paths"]
+    print(f"EP peak MB, fast path vs readable path (batch {p['batch']}, T {p['T_free']} + 2x{p['T_nudge']}):")
+    for r in p["rows"]:
+        print(f"  {r['net']:<14} {r['mode']:<8} {r['path']:<9} {r['peak_mb']:9.1f} MB")
+
+
+def build_parser():
+    p = common.Parser(prog="bench_memory.py", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="quickstart net, tiny T, no Table II: a smoke run")
+    p.add_argument("--out", help="JSON output (default results/memory.json; --quick: results/quick/)")
+    return p
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="quickstart net, tiny T, no Table II: a smoke run")
-    parser.add_argument("--out", default=None,
-                        help=f"JSON output (default {DEFAULT_OUT}; with --quick {QUICK_OUT})")
-    args = parser.parse_args(argv)
-    out = args.out or str(QUICK_OUT if args.quick else DEFAULT_OUT)
+    args = build_parser().parse_args(argv)
+    out = args.out or common.default_out("memory.json", args.quick)
     result = run(args.quick)
-    bench_ops.write_json(result, out)
+    common.write_json(result, out)
     print_table(result)
+    common.warn_if_busy(result["load"])
     print(f"wrote {out}")
     return result
 
 
 if __name__ == "__main__":
-    main()
+    common.run_cli(main, None, "bench_memory.py")

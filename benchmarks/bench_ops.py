@@ -1,226 +1,162 @@
-"""Benchmark the convolution and pooling ops at the layer shapes of the paper's 2C2FC network.
+"""Benchmark the convolution and pooling ops, and whole conv-layer routes, at the layer shapes of the nets.
 
 Run from the repository root::
 
-    python benchmarks/bench_ops.py            # full run, batch 125
-    python benchmarks/bench_ops.py --quick    # smoke run: batch 25, few repeats
+    python benchmarks/bench_ops.py            # full run (about a minute on 2 cores)
+    python benchmarks/bench_ops.py --quick    # smoke run: batch 4, 2 calls per op
 
-For every op it reports the median wall time over the repeats, the achieved GFLOP/s and that
-rate as a fraction of the machine's float32 GEMM peak, measured in the same run as the best of
-several ``a @ b`` products of two 2048 x 2048 float32 matrices. The FLOPs of a convolution (and
-of its two adjoints, which do the same multiply-adds) are ``2*N*F*C*KH*KW*OH*OW``. Pooling does
-no multiply-adds worth counting: for it the table gives the effective memory bandwidth instead
-(bytes of the arrays read and written, divided by the time).
+Shapes: the two conv layers of the paper's 2C2FC (3x3, batch 125) and of Laborieux et al.'s MNIST
+net (5x5, 1 -> 32 -> 64 channels on 28x28 and 12x12 maps, batch 100). For each:
 
-The results go to ``benchmarks/results/ops.json`` (``--out`` to change), together with a
-description of the machine. The backend is the active one (``MINIMAL_EP_BACKEND``).
+* the ops ``conv2d``, ``conv_transpose2d``, ``conv2d_weight`` on both paths (``fast.use(True)``,
+  ``fast.use(False)``: the readable im2col of conv.py), with GFLOP/s (2 N C_out C KH KW OH OW each)
+  and the fraction of the float32 GEMM peak of the same run; the pooling ops with their bandwidth.
+* a conv layer's three routes (forward, backward, dPhi/dw) in three forms: ``fused`` (the fast
+  path's layer: ``fast.ConvAvgPool``, one stride-F convolution, or ``fast.ConvMaxPool``),
+  ``two-step`` (``layers.ConvPool``: convolution then pooling, fast ops) and ``readable``
+  (``ConvPool`` on the readable path), for average and for max pooling.
+
+Median of the timed calls after one warm-up call; scratch buffers are cleared before each shape.
+Results: ``results/ops.json`` (``--out``). The backend is the active one (``MINIMAL_EP_BACKEND``).
 """
-import argparse
-import datetime
-import json
-import os
-import pathlib
-import platform
 import statistics
 import sys
-import tempfile
-import time
 
 import numpy
 
-from minimal_ep import backend
+from benchlib import common
+from benchlib.common import Parser, positive_int
+from benchlib.flops import layer_routes
+
+from minimal_ep import backend, fast
 from minimal_ep.conv import conv2d, conv2d_weight, conv_transpose2d
-from minimal_ep.pooling import avg_pool2d, avg_unpool2d, max_pool2d, max_unpool2d
+from minimal_ep.layers import ConvPool
+from minimal_ep.pooling import AvgPool, MaxPool, avg_pool2d, avg_unpool2d, max_pool2d, max_unpool2d
 
-QUICK_OUT = pathlib.Path(__file__).resolve().parent / "results" / "quick" / "ops.json"
-DEFAULT_OUT = pathlib.Path(__file__).resolve().parent / "results" / "ops.json"
-
-# The two convolutional layers of 2C2FC (28x28 input): conv 3x3, stride 1, no padding, 2x2 pool.
+# name: input channels C, map H = W, output channels, kernel K, padding, batch; 2x2 pooling after.
 LAYERS = {
-    "conv1": dict(C=1, H=28, W=28, F=128, K=3, pool=2),      # 28x28 -> 26x26 -> pool 13x13
-    "conv2": dict(C=128, H=13, W=13, F=256, K=3, pool=2),    # 13x13 -> 11x11 -> pool 5x5
+    "2c2fc conv1": dict(C=1, H=28, C_out=128, K=3, pad=0, N=125),       # 28 -> 26 -> 13
+    "2c2fc conv2": dict(C=128, H=13, C_out=256, K=3, pad=0, N=125),     # 13 -> 11 -> 5
+    "laborieux conv1": dict(C=1, H=28, C_out=32, K=5, pad=0, N=100),    # 28 -> 24 -> 12
+    "laborieux conv2": dict(C=32, H=12, C_out=64, K=5, pad=0, N=100),   # 12 -> 8 -> 4
 }
+PATHS = {"fast": True, "readable": False}
+FORMS = {"fused": (True, True), "two-step": (False, True), "readable": (False, False)}   # (fused, fast)
 
 
-def _sync(xp):
-    """Wait for the GPU (CuPy launches kernels asynchronously); nothing to do on NumPy."""
-    if xp is not numpy:
-        xp.cuda.Stream.null.synchronize()
+def _timed(fn, xp, repeats, enabled):
+    with fast.use(enabled):
+        times = common.time_call(fn, xp, repeats)
+    return {"median_s": statistics.median(times), "min_s": min(times), "repeats": repeats}
 
 
-def time_call(fn, xp, repeats, warmup=1):
-    """Wall times in seconds of ``repeats`` calls of ``fn()``, after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    _sync(xp)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(xp)
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-def gemm_peak(xp, n, repeats):
-    """Best float32 GEMM rate in GFLOP/s: one n x n times n x n product, best of ``repeats``."""
-    rng = backend.default_rng(0)
-    a = xp.asarray(rng.standard_normal((n, n), dtype=numpy.float32))
-    b = xp.asarray(rng.standard_normal((n, n), dtype=numpy.float32))
-    times = time_call(lambda: a @ b, xp, repeats, warmup=2)
-    return {"n": n, "repeats": repeats, "best_s": min(times), "gflops": 2 * n ** 3 / min(times) / 1e9}
-
-
-def machine_info(xp):
-    """CPU model, core counts, Python, NumPy and BLAS: what the numbers were measured on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        blas = numpy.show_config(mode="dicts")["Build Dependencies"]["blas"]
-    except Exception as err:                     # older NumPy: no mode="dicts"
-        blas = {"error": repr(err)}
-    info = {
-        "cpu_model": cpu,
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "numpy": numpy.__version__,
-        "blas": blas,
-        "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                                  "MKL_NUM_THREADS") if k in os.environ},
-        "backend": backend.get_backend(),
-    }
-    if xp is not numpy:
-        info["cupy"] = xp.__version__
-        info["gpu"] = xp.cuda.runtime.getDeviceProperties(0)["name"].decode()
-    return info
-
-
-def layer_cases(name, spec, N, xp):
-    """(op name, callable, FLOPs or None, bytes moved) for every op of one layer."""
+def op_rows(name, spec, N, xp, repeats):
+    """The conv ops on both paths and the pooling ops, at one layer shape."""
     rng = backend.default_rng(1)
-    C, H, W, F, K, P = (spec[k] for k in ("C", "H", "W", "F", "K", "pool"))
-    OH, OW = H - K + 1, W - K + 1
-    draw = lambda *shape: xp.asarray(rng.standard_normal(shape, dtype=numpy.float32))  # noqa: E731
-    x, w, b, gy = draw(N, C, H, W), draw(F, C, K, K), draw(F), draw(N, F, OH, OW)
-    flops = 2 * N * F * C * K * K * OH * OW
-    s = gy                                    # the conv output, (N, F, OH, OW), is what is pooled
-    pooled, idx = max_pool2d(s, P)
-    item = 4
-    big, small = s.size * item, pooled.size * item
-    return [
-        ("conv2d", lambda: conv2d(x, w, b), flops, None),
-        ("conv_transpose2d", lambda: conv_transpose2d(gy, w, output_size=(H, W)), flops, None),
-        ("conv2d_weight", lambda: conv2d_weight(x, gy, K), flops, None),
-        ("max_pool2d", lambda: max_pool2d(s, P), None, big + small + idx.size * idx.itemsize),
-        ("max_unpool2d", lambda: max_unpool2d(pooled, idx, P, (OH, OW)), None,
-         big + small + idx.size * idx.itemsize),
-        ("avg_pool2d", lambda: avg_pool2d(s, P), None, big + small),
-        ("avg_unpool2d", lambda: avg_unpool2d(pooled, P, output_size=(OH, OW)), None, big + small),
-    ], dict(N=N, C=C, H=H, W=W, F=F, KH=K, KW=K, OH=OH, OW=OW, pool=P)
+    C, H, C_out, K, pad = (spec[k] for k in ("C", "H", "C_out", "K", "pad"))
+    OH = H + 2 * pad - K + 1
+    draw = lambda *shape: xp.asarray(rng.random(shape, dtype=numpy.float32))  # noqa: E731
+    x, w, gy = draw(N, C, H, H), draw(C_out, C, K, K), draw(N, C_out, OH, OH)
+    flops = 2 * N * C_out * C * K * K * OH * OH
+    rows = []
+    ops = {"conv2d": lambda: conv2d(x, w, padding=pad),
+           "conv_transpose2d": lambda: conv_transpose2d(gy, w, padding=pad, output_size=(H, H)),
+           "conv2d_weight": lambda: conv2d_weight(x, gy, K, padding=pad)}
+    for path, enabled in PATHS.items():
+        for op, fn in ops.items():
+            rows.append(dict(layer=name, op=op, path=path, flops=flops, **_timed(fn, xp, repeats, enabled)))
+    pooled, idx = max_pool2d(gy, 2)
+    big, small, ib = gy.nbytes, pooled.nbytes, idx.nbytes
+    pools = {"max_pool2d": (lambda: max_pool2d(gy, 2), big + small + ib),
+             "max_unpool2d": (lambda: max_unpool2d(pooled, idx, 2, (OH, OH)), big + small + ib),
+             "avg_pool2d": (lambda: avg_pool2d(gy, 2), big + small),
+             "avg_unpool2d": (lambda: avg_unpool2d(pooled, 2, output_size=(OH, OH)), big + small)}
+    for op, (fn, nbytes) in pools.items():
+        t = _timed(fn, xp, repeats, True)
+        rows.append(dict(layer=name, op=op, path="-", bytes=nbytes, gbytes_per_s=nbytes / t["median_s"] / 1e9,
+                         **t))
+    return rows
 
 
-def run(batch, repeats, gemm_n, gemm_repeats):
-    """All measurements, as the dict that is written to JSON."""
+def route_rows(name, spec, N, xp, repeats):
+    """A conv layer's forward, backward and dPhi/dw in the fused, two-step and readable forms."""
+    rng = backend.default_rng(2)
+    C, H, C_out, K, pad = (spec[k] for k in ("C", "H", "C_out", "K", "pad"))
+    rows = []
+    for pool in (AvgPool(2), MaxPool(2)):
+        plain = ConvPool((C, H, H), C_out, K, pad, pool)
+        x = xp.asarray(rng.random((N, C, H, H), dtype=numpy.float32))
+        w = xp.asarray(rng.random(plain.weight_shape, dtype=numpy.float32) * 0.1)
+        s = xp.asarray(rng.random((N,) + plain.shape, dtype=numpy.float32))
+        for form, (fused, enabled) in FORMS.items():
+            layer = fast.fused(plain) if fused else plain
+            with fast.use(enabled):
+                idx = layer.forward(w, x)[1]
+                counts = {r: sum(f for _, f, _ in p) for r, p in layer_routes(layer, N).items()}
+            calls = {"forward": lambda: layer.forward(w, x), "backward": lambda: layer.backward(w, s, idx),
+                     "dphi_dw": lambda: layer.dphi_dw(w, x, s)}
+            for route, fn in calls.items():
+                rows.append(dict(layer=name, op=f"{type(pool).__name__} {route}", path=form,
+                                 flops=counts[route], **_timed(fn, xp, repeats, enabled)))
+        fast.clear_scratch()
+    return rows
+
+
+def run(batch, repeats, quick):
     xp = backend.get_xp()
-    load_before = os.getloadavg()
-    peak = gemm_peak(xp, gemm_n, gemm_repeats)
+    start = common.usage()
+    peak_n, peak_r = (512, 2) if quick else (2048, 10)
+    peak = common.gemm_peak(xp, peak_n, peak_r)
     rows = []
     for name, spec in LAYERS.items():
-        cases, shape = layer_cases(name, spec, batch, xp)
-        for op, fn, flops, nbytes in cases:
-            times = time_call(fn, xp, repeats)
-            med = statistics.median(times)
-            row = {"layer": name, "op": op, "shape": shape, "dtype": "float32",
-                   "median_s": med, "min_s": min(times), "repeats": repeats,
-                   "flops": flops, "gflops": None, "fraction_of_peak": None, "gbytes_per_s": None}
-            if flops is not None:
-                row["gflops"] = flops / med / 1e9
-                row["fraction_of_peak"] = row["gflops"] / peak["gflops"]
-            if nbytes is not None:
-                row["gbytes_per_s"] = nbytes / med / 1e9
-            rows.append(row)
-    # the peak again at the end: if other work shared the machine, the two disagree
-    peak_end = gemm_peak(xp, gemm_n, gemm_repeats)
+        fast.clear_scratch()
+        N = batch or spec["N"]
+        rows += op_rows(name, spec, N, xp, repeats) + route_rows(name, spec, N, xp, repeats)
+    peak_end = common.gemm_peak(xp, peak_n, peak_r)
+    best = max(peak["gflops"], peak_end["gflops"])      # the machine's limit: the better of the two
     for row in rows:
-        if row["gflops"] is not None:
-            row["fraction_of_peak_end"] = row["gflops"] / peak_end["gflops"]
-    return {
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info(xp),
-        "gemm_peak": peak,
-        "gemm_peak_end": peak_end,
-        "loadavg_1min": {"before": load_before[0], "after": os.getloadavg()[0]},
-        "batch": batch,
-        "ops": rows,
-    }
+        if "flops" in row:
+            row["gflops"] = row["flops"] / row["median_s"] / 1e9
+            row["fraction_of_peak"] = row["gflops"] / best
+    load = common.load_record(start, common.blas_threads())
+    return {"created": common.now(), "machine": common.machine_info(xp), "quick": quick,
+            "threads": common.blas_threads(), "gemm_peak": peak, "gemm_peak_end": peak_end,
+            "gemm_peak_gflops": best,
+            "load": load, "layers": {k: dict(v, N=batch or v["N"]) for k, v in LAYERS.items()},
+            "ops": rows}
 
 
-def print_table(result):
-    peak = result["gemm_peak"]
-    print(f"float32 GEMM peak ({peak['n']}x{peak['n']}, best of {peak['repeats']}): "
-          f"{peak['gflops']:.1f} GFLOP/s    batch {result['batch']}, "
-          f"{result['machine']['cpu_model']}, {result['machine']['cpu_count']} cores")
-    end, load = result["gemm_peak_end"]["gflops"], result["loadavg_1min"]
-    print(f"GEMM peak again at the end: {end:.1f} GFLOP/s; 1-min load average before/after: "
-          f"{load['before']:.2f}/{load['after']:.2f} (other work on the machine skews every number)")
-    print(f"{'layer':<6} {'op':<17} {'median ms':>10} {'GFLOP/s':>9} {'% peak':>7} {'GB/s':>7}")
+def print_table(result, out=sys.stdout):
+    print(f"float32 GEMM peak {result['gemm_peak']['gflops']:.1f} GFLOP/s "
+          f"(end {result['gemm_peak_end']['gflops']:.1f})" + ("   [--quick]" if result["quick"] else ""), file=out)
+    print(f"{'layer':<16} {'op':<22} {'path':<9} {'median ms':>10} {'GFLOP/s':>8} {'% peak':>7} {'GB/s':>6}",
+          file=out)
     for r in result["ops"]:
-        gf = f"{r['gflops']:9.1f}" if r["gflops"] is not None else f"{'-':>9}"
-        fr = f"{100 * r['fraction_of_peak']:6.1f}%" if r["fraction_of_peak"] is not None else f"{'-':>7}"
-        gb = f"{r['gbytes_per_s']:7.2f}" if r["gbytes_per_s"] is not None else f"{'-':>7}"
-        print(f"{r['layer']:<6} {r['op']:<17} {1e3 * r['median_s']:10.3f} {gf} {fr} {gb}")
+        gf = f"{r['gflops']:8.1f} {100 * r['fraction_of_peak']:6.1f}%" if "gflops" in r else f"{'-':>8} {'-':>7}"
+        gb = f"{r['gbytes_per_s']:6.2f}" if "gbytes_per_s" in r else f"{'-':>6}"
+        print(f"{r['layer']:<16} {r['op']:<22} {r['path']:<9} {1e3 * r['median_s']:10.3f} {gf} {gb}", file=out)
+    common.warn_if_busy(result["load"], out)
 
 
-def write_text(text, path):
-    """Write atomically: a temporary file in the same directory, then a rename over ``path``."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes the file private (0600); results are not
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def write_json(result, path):
-    """``result`` as indented JSON, written atomically (:func:`write_text`)."""
-    write_text(json.dumps(result, indent=2) + "\n", path)
+def build_parser():
+    p = Parser(prog="bench_ops.py", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="batch 4, 2 calls per op: a smoke run")
+    p.add_argument("--out", help="JSON output (default results/ops.json; --quick: results/quick/)")
+    p.add_argument("--batch", type=positive_int, help="batch of every shape (default 125 / 100, --quick 4)")
+    p.add_argument("--repeats", type=positive_int, help="timed calls per op (default 10, --quick 2)")
+    return p
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="batch 25, 3 repeats: a smoke run, not a measurement")
-    parser.add_argument("--out", default=None,
-                        help=f"JSON output (default {DEFAULT_OUT}; with --quick {QUICK_OUT})")
-    parser.add_argument("--batch", type=int, default=None, help="batch size (default 125, 25 with --quick)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed calls per op (default 15, 3 with --quick)")
-    args = parser.parse_args(argv)
-    batch = args.batch or (25 if args.quick else 125)
-    repeats = args.repeats or (3 if args.quick else 15)
-    result = run(batch, repeats, gemm_n=2048, gemm_repeats=3 if args.quick else 10)
-    result["quick"] = args.quick
-    out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
-    write_json(result, out)
+    args = build_parser().parse_args(argv)
+    result = run(args.batch or (4 if args.quick else None), args.repeats or (2 if args.quick else 10),
+                 args.quick)
+    out = args.out or common.default_out("ops.json", args.quick)
+    common.write_json(result, out)
     print_table(result)
     print(f"wrote {out}")
     return result
 
 
 if __name__ == "__main__":
-    main()
+    common.run_cli(main, None, "bench_ops.py")

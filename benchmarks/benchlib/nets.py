@@ -1,0 +1,129 @@
+"""The nets the benchmarks time (issue 13), their EP batches, and the targets set for them.
+
+Every net is built by ``minimal_ep.build_network`` from explicit keyword arguments (the A/B child
+passes the same ones to the baseline commit, whose defaults differ), in float32, and trained by
+symmetric EP with ``ep_gradients`` and ``optim.SGD``. A batch is T_free + 2 T_nudge steps plus the
+weight update. Where a whole batch would take minutes (2C2FC), a few steps are measured and the
+batch is extrapolated (``extrapolate``; the JSON and the summary say so).
+"""
+from dataclasses import dataclass, field
+
+import numpy
+
+from .common import UsageError
+from minimal_ep import backend, build_network
+
+BETA = 0.2           # the cost of a batch does not depend on beta or the learning rate
+LR = 1e-3
+
+_28 = dict(input_shape=(1, 28, 28), n_classes=10, dtype="float32", seed=0)
+QUICKSTART = dict(_28, conv_channels=(16, 32), kernel_size=3, padding=0, pool="avg", hidden=(128,),
+                  eps=0.3, lam=0.3, loss="mse")
+FIVE_LAYER = dict(_28, conv_channels=(16, 32, 64, 128), kernel_size=3, padding=1, hidden=(),
+                  eps=0.3, lam=0.3, loss="mse")
+PAPER_2C2FC = dict(_28, conv_channels=(128, 256), kernel_size=3, padding=0, pool="avg", hidden=(512,),
+                   eps=0.9, lam=0.6)
+LABORIEUX_5X5 = dict(_28, conv_channels=(32, 64), kernel_size=5, padding=0, pool="max", hidden=(),
+                     eps=1.0, lam=0.6, loss="mse", spiking=False)
+LABORIEUX_3X3 = dict(_28, conv_channels=(16, 32), kernel_size=3, padding=0, pool="max", hidden=(128,),
+                     eps=1.0, lam=0.6, loss="mse", spiking=False)
+
+
+@dataclass(frozen=True)
+class Net:
+    """One benchmarked net and its EP batch.
+
+    Attributes
+    ----------
+    name : str
+        Key in the JSON files and the summary.
+    title : str
+        What the summary calls it.
+    build : dict
+        Every keyword argument of ``build_network``.
+    batch, T_free, T_nudge : int
+        The EP batch the issue's targets refer to.
+    extrapolate : (int, int) or None
+        (T_free, T_nudge) actually run when a whole batch is too long; the batch is then
+        extrapolated from the per-step time.
+    """
+    name: str
+    title: str
+    build: dict
+    batch: int
+    T_free: int
+    T_nudge: int
+    extrapolate: tuple = None
+    note: str = field(default="")
+
+    @property
+    def steps(self):
+        """Dynamics steps of one batch, T_free + 2 T_nudge."""
+        return self.T_free + 2 * self.T_nudge
+
+    def measured(self):
+        """(T_free, T_nudge) of the batch that is really run."""
+        return self.extrapolate or (self.T_free, self.T_nudge)
+
+    def short(self):
+        """(T_free, T_nudge) of the short batch: with the measured one it gives the time per step."""
+        T_free, T_nudge = self.measured()
+        return max(1, T_free // 2), max(1, T_nudge // 2)
+
+
+NETS = [
+    Net("quickstart-snn", "quickstart SNN", dict(QUICKSTART, spiking=True), 50, 40, 15),
+    Net("quickstart-crnn", "quickstart CRNN", dict(QUICKSTART, spiking=False), 50, 40, 15),
+    *(Net(f"five-layer-{kind.lower()}-{pool}", f"five-layer {kind} {pool}",
+          dict(FIVE_LAYER, spiking=kind == "SNN", pool=pool), 50, 40, 15)
+      for kind in ("SNN", "CRNN") for pool in ("avg", "max")),
+    Net("2c2fc-snn", "2C2FC SNN", dict(PAPER_2C2FC, spiking=True, loss="mse"), 125, 250, 50, (8, 4)),
+    Net("2c2fc-crnn", "2C2FC CRNN", dict(PAPER_2C2FC, spiking=False, loss="ce"), 125, 250, 50, (8, 4)),
+    Net("laborieux-5x5", "Laborieux conv 32-64 5x5", LABORIEUX_5X5, 100, 100, 20),
+    Net("laborieux-3x3", "Laborieux conv 16-32 3x3 -> 128", LABORIEUX_3X3, 100, 100, 20),
+]
+BY_NAME = {net.name: net for net in NETS}
+
+# The issue's targets: a speedup over the baseline (A/B in the same run) or a time per step.
+TARGETS = [("quickstart-snn", "speedup", 2.0), ("quickstart-crnn", "speedup", 2.0),
+           *((f"five-layer-{k}-{p}", "speedup", 2.0) for k in ("snn", "crnn") for p in ("avg", "max")),
+           ("2c2fc-snn", "step_ms", 120.0), ("2c2fc-crnn", "step_ms", 110.0),
+           ("laborieux-5x5", "speedup", 2.0), ("laborieux-3x3", "speedup", 1.3)]
+TARGET_THREADS = 2
+
+
+def quick(net):
+    """The same net with a tiny batch and a few steps: a smoke run of seconds, not a measurement."""
+    return Net(net.name, net.title, net.build, 2, 2, 1, None, "--quick")
+
+
+def select(names=None, quick_mode=False):
+    """The nets named (all by default), quick versions with ``quick_mode``; UsageError if unknown."""
+    chosen = NETS if not names else []
+    for name in names or ():
+        if name not in BY_NAME:
+            raise UsageError(f"unknown net {name!r}; choose from {', '.join(BY_NAME)}")
+        chosen.append(BY_NAME[name])
+    return [quick(n) for n in chosen] if quick_mode else list(chosen)
+
+
+def make_net(net):
+    """The network of ``net``, built by the library on the active backend."""
+    return build_network(**net.build)
+
+
+def make_batch(net, seed=0):
+    """Random images in [0, 1) and random labels on the active backend (the cost is the same)."""
+    rng = numpy.random.default_rng(seed)
+    C, H, W = net.build["input_shape"]
+    x = backend.to_device(rng.random((net.batch, C, H, W), dtype=numpy.float32))
+    y = backend.to_device(rng.integers(0, net.build["n_classes"], net.batch))
+    return x, y
+
+
+def as_json(net):
+    """The net's description for the JSON files (tuples as lists)."""
+    return {"name": net.name, "title": net.title, "batch": net.batch, "T_free": net.T_free,
+            "T_nudge": net.T_nudge, "steps": net.steps,
+            "extrapolate": list(net.extrapolate) if net.extrapolate else None,
+            "build": {k: list(v) if isinstance(v, tuple) else v for k, v in net.build.items()}}
