@@ -12,7 +12,7 @@ net (5x5, 1 -> 32 -> 64 channels on 28x28 and 12x12 maps, batch 100). For each:
   ``fast.use(False)``: the readable im2col of conv.py), with GFLOP/s (2 N C_out C KH KW OH OW each)
   and the fraction of the float32 GEMM peak of the same run; the pooling ops with their bandwidth.
 * a conv layer's three routes (forward, backward, dPhi/dw) in three forms: ``fused`` (the fast
-  path's layer: ``fast.ConvAvgPool``, one stride-F convolution, or ``fast.ConvMaxPool``),
+  path's layer: ``fused.ConvAvgPool``, one stride-F convolution, or ``fused.ConvMaxPool``),
   ``two-step`` (``layers.ConvPool``: convolution then pooling, fast ops) and ``readable``
   (``ConvPool`` on the readable path), for average and for max pooling.
 
@@ -28,7 +28,7 @@ from benchlib import common
 from benchlib.common import Parser, positive_int
 from benchlib.flops import layer_routes
 
-from minimal_ep import backend, fast
+from minimal_ep import backend, fast, fused
 from minimal_ep.conv import conv2d, conv2d_weight, conv_transpose2d
 from minimal_ep.layers import ConvPool
 from minimal_ep.pooling import AvgPool, MaxPool, avg_pool2d, avg_unpool2d, max_pool2d, max_unpool2d
@@ -88,8 +88,8 @@ def route_rows(name, spec, N, xp, repeats):
         x = xp.asarray(rng.random((N, C, H, H), dtype=numpy.float32))
         w = xp.asarray(rng.random(plain.weight_shape, dtype=numpy.float32) * 0.1)
         s = xp.asarray(rng.random((N,) + plain.shape, dtype=numpy.float32))
-        for form, (fused, enabled) in FORMS.items():
-            layer = fast.fused(plain) if fused else plain
+        for form, (use_fused, enabled) in FORMS.items():
+            layer = fused.fused(plain) if use_fused else plain
             with fast.use(enabled):
                 idx = layer.forward(w, x)[1]
                 counts = {r: sum(f for _, f, _ in p) for r, p in layer_routes(layer, N).items()}

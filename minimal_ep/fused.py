@@ -20,7 +20,7 @@ from . import fast
 from .backend import get_array_module
 from .conv import conv2d, conv2d_weight, conv_transpose2d
 from .fast import (conv2d_bl, conv2d_weight_bl, conv_transpose2d_bl, from_batch_last, gather_pool_bl,
-                   gemm, max_pool_bl, max_unpool_bl, to_batch_last)
+                   max_pool_bl, max_unpool_bl, to_batch_last)
 from .layers import ConvPool
 from .pooling import AvgPool, MaxPool
 
@@ -40,14 +40,14 @@ def box_kernel(w, F):
     w : (C_out, C, K, K) ndarray  ->  A(w) : (C_out, C, K+F-1, K+F-1) ndarray.
     """
     C_out, C, K, _ = w.shape
-    return gemm(w.reshape(C_out * C, K * K), _box_matrix(w, K, F)).reshape(C_out, C, K + F - 1, K + F - 1)
+    return fast.gemm(w.reshape(C_out * C, K * K), _box_matrix(w, K, F)).reshape(C_out, C, K + F - 1, K + F - 1)
 
 
 def box_kernel_adjoint(g4, F):
     """A^T(g4), the adjoint of :func:`box_kernel`: g[p, q] = (1/F^2) sum_{a,b < F} g4[p + a, q + b]."""
     C_out, C, Kp, _ = g4.shape
     K = Kp - F + 1
-    return gemm(g4.reshape(C_out * C, Kp * Kp), _box_matrix(g4, K, F).T).reshape(C_out, C, K, K)
+    return fast.gemm(g4.reshape(C_out * C, Kp * Kp), _box_matrix(g4, K, F).T).reshape(C_out, C, K, K)
 
 
 _BOX = {}

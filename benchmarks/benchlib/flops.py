@@ -4,7 +4,7 @@ A matrix product of an (M, K) by a (K, P) matrix is 2 M K P FLOPs; a convolution
 per call (C_out x C*KH*KW by C*KH*KW x N*OH*OW). Which convolution a layer computes depends on
 its class and on the fast-path switch:
 
-* ``fast.ConvAvgPool`` (fast path on): conv + average pooling as ONE stride-F convolution with the
+* ``fused.ConvAvgPool`` (fast path on): conv + average pooling as ONE stride-F convolution with the
   (K+F-1)^2 box-averaged kernel, on the pooled grid; each route also makes the box kernel from w
   (a (C_out*C, K*K) by (K*K, (K+F-1)^2) product, and its adjoint for dPhi/dw).
 * every other conv layer: the K x K convolution at stride 1 on the full map (OH x OW), then pooling;
@@ -15,7 +15,7 @@ its class and on the fast-path switch:
 Products of the conv layers go through ``fast.gemm`` on the fast path (``via == "gemm"``; the
 tests count them there and compare); the dense layers and the readout use ``@`` (``via == "@"``).
 """
-from minimal_ep import fast
+from minimal_ep import fast, fused
 from minimal_ep.layers import Dense
 
 
@@ -35,7 +35,7 @@ def conv_products(layer, N):
         ``box`` is 0 unless the layer is the fused conv + average pooling of the fast path.
     """
     C_out, C, K, _ = layer.weight_shape
-    if isinstance(layer, fast.ConvAvgPool) and fast.ENABLED:
+    if isinstance(layer, fused.ConvAvgPool) and fast.ENABLED:
         Kp = K + layer.pool.F - 1
         return 2 * N * C_out * C * Kp * Kp * _prod(layer.shape[1:]), 2 * C_out * C * K * K * Kp * Kp
     return 2 * N * C_out * C * K * K * _prod(layer.conv_size), 0
