@@ -88,13 +88,14 @@ print("parameters", {k: tuple(v.shape) for k, v in net.params.items()},
 # step with one learning rate per layer. The training error is counted on the free phase, before
 # the update. Look for: the error falling from chance (90%). Our normal-mode run (SEED = 0, one
 # pass over the 5000 images, one BLAS thread, `python tutorials/06_spiking_conv_ep.py`): the
-# training error over the last 25 batches went 82% -> 74% -> 62% -> 43% from batch 25 to 100 and
-# reached 16% at batch 250; the test error was **24.8%**; the whole tutorial took 25-30 s (20-22 s
-# of training, three runs) on a 2-core machine shared with other jobs. The numbers depend on the BLAS thread
-# count: with `OPENBLAS_NUM_THREADS=2` the same run gave 18.2% test error and took 59 s. float32
+# training error over the last 25 batches went 84% -> 76% -> 62% -> 49% from batch 25 to 100 and
+# reached 18% at batch 250; the test error was **19.8%**; the whole tutorial took 13 s (9 s of
+# training) on a 2-core machine whose other core was running a training job. The numbers depend on
+# the BLAS thread count: with `OPENBLAS_NUM_THREADS=2` the same run gave 18.8% test error, and took
+# 562 s, because OpenBLAS's second thread spin-waits for a core that the other job holds. float32
 # sums are added in another order, and a spike threshold turns a tiny difference into a different
 # spike, so the whole trajectory changes (this is why the first cell fixes one thread). Both are
-# single runs: their 6.6-point difference comes from the thread count alone, so a difference of
+# single runs: their 1-point difference comes from the thread count alone, so a difference of
 # that size between two runs says nothing about a setting. Longer training, learning-rate decay
 # and a wider net go further.
 
