@@ -35,7 +35,8 @@ def _json(path):
         return None
 
 
-def _json_lines(path):
+def read_json_lines(path):
+    """The JSON rows of ``path`` (none if it is missing; a damaged line ends the list)."""
     rows = []
     try:
         for line in pathlib.Path(path).read_text().splitlines():
@@ -48,7 +49,7 @@ def _json_lines(path):
 def read_run(out):
     """Everything a run folder holds that the report uses; missing files give empty values."""
     out = pathlib.Path(out)
-    metrics = _json_lines(out / "metrics.jsonl")
+    metrics = read_json_lines(out / "metrics.jsonl")
     if (out / "checkpoint.npz").exists():
         try:
             committed = read_checkpoint(out / "checkpoint.npz").metrics or []
@@ -66,7 +67,7 @@ def read_run(out):
             cfg = None
     memory = _json(out / "memory.json") or {}
     return {"metrics": metrics, "config": cfg, "data_files": files, "memory": memory.get("peak_mb"),
-            "memory_info": memory, "invocations": _json_lines(out / "campaign.jsonl"),
+            "memory_info": memory, "invocations": read_json_lines(out / "campaign.jsonl"),
             "stopped": _json(out / "stopped.json")}
 
 

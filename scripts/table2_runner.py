@@ -24,22 +24,12 @@ import time
 from minimal_ep.runs import atomic_write, process_exists
 
 import table2_measure
+from table2_results import read_json_lines
 
 
 def shell_text(cmd):
     """A child's command as one would type it: ``minimal-ep --threads 1 train ...``."""
     return " ".join(["minimal-ep"] + [shlex.quote(str(a)) for a in cmd[3:]])
-
-
-def read_json_lines(path):
-    """The JSON rows of ``path`` (none if it is missing; a damaged line ends the list)."""
-    rows = []
-    try:
-        for line in pathlib.Path(path).read_text().splitlines():
-            rows.append(json.loads(line))
-    except (OSError, ValueError):
-        pass
-    return rows
 
 
 def epochs_done(out):

@@ -121,12 +121,12 @@ def test_quick_campaign_trains_records_and_skips_what_is_done(quick):
     assert sorted(p.name for p in runs_dir.iterdir() if p.is_dir()) == sorted(names)
     for name in names:
         out = runs_dir / name
-        metrics = results._json_lines(out / "metrics.jsonl")
+        metrics = results.read_json_lines(out / "metrics.jsonl")
         assert [m["epoch"] for m in metrics] == [1, 2]
         assert all(0 <= m["test_error"] <= 1 and m["seconds"] > 0 for m in metrics)
         memory = json.loads((out / "memory.json").read_text())
         assert memory["peak_mb"] > 0 and memory["batch_size"] == 50
-        calls = results._json_lines(out / "campaign.jsonl")          # one child: the second start skipped it
+        calls = results.read_json_lines(out / "campaign.jsonl")          # one child: the second start skipped it
         assert len(calls) == 1 and calls[0]["exit_code"] == 0
         assert (calls[0]["epochs_before"], calls[0]["epochs_after"]) == (0, 2) and calls[0]["cpu_seconds"] > 0
         assert "--resume" in calls[0]["command"] and "--threads 1" in calls[0]["command"]
@@ -144,16 +144,16 @@ def test_quick_campaign_resumes_a_partial_run(tmp_path):
     assert cli.main(argv) == 0                                       # a run stopped after epoch 1
     proc = run_campaign(tmp_path, "mnist_crnn_bptt")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    calls = results._json_lines(out / "campaign.jsonl")
+    calls = results.read_json_lines(out / "campaign.jsonl")
     assert [(c["epochs_before"], c["epochs_after"]) for c in calls] == [(1, 2)]
-    assert [m["epoch"] for m in results._json_lines(out / "metrics.jsonl")] == [1, 2]
+    assert [m["epoch"] for m in results.read_json_lines(out / "metrics.jsonl")] == [1, 2]
 
 
 def test_quick_snn_bptt_cell_trains(tmp_path):
     proc = run_campaign(tmp_path, "mnist_snn_bptt")
     assert (tmp_path / "mnist_snn_bptt" / "stopped.json").exists() == (proc.returncode == 1)
     assert proc.returncode == 0, proc.stdout
-    assert len(results._json_lines(tmp_path / "mnist_snn_bptt" / "metrics.jsonl")) == 2
+    assert len(results.read_json_lines(tmp_path / "mnist_snn_bptt" / "metrics.jsonl")) == 2
 
 
 def test_report_from_the_quick_campaign(quick, tmp_path):
