@@ -11,16 +11,19 @@ from dataclasses import dataclass, field
 import numpy
 
 from .common import UsageError
-from minimal_ep import backend, build_network
+from minimal_ep import backend, build_network, config
 
 BETA = 0.2           # the cost of a batch does not depend on beta or the learning rate
 LR = 1e-3
 
 _28 = dict(input_shape=(1, 28, 28), n_classes=10, dtype="float32", seed=0)
-QUICKSTART = dict(_28, conv_channels=(16, 32), kernel_size=3, padding=0, pool="avg", hidden=(128,),
-                  eps=0.3, lam=0.3, loss="mse")
-FIVE_LAYER = dict(_28, conv_channels=(16, 32, 64, 128), kernel_size=3, padding=1, hidden=(),
-                  eps=0.3, lam=0.3, loss="mse")
+# the quickstart (configs/quickstart.toml = config's defaults), its architecture and dynamics spelled out
+_Q = config.defaults()
+_Q_DYNAMICS = {k: _Q["model"][k] for k in ("eps", "lam", "loss")}
+QUICKSTART = dict(_28, conv_channels=tuple(_Q["model"]["conv_channels"]), hidden=tuple(_Q["model"]["hidden"]),
+                  **{k: _Q["model"][k] for k in ("kernel_size", "padding", "pool")}, **_Q_DYNAMICS)
+Q_BATCH, Q_T_FREE, Q_T_NUDGE = _Q["data"]["batch_size"], _Q["train"]["T_free"], _Q["train"]["T_nudge"]
+FIVE_LAYER = dict(_28, conv_channels=(16, 32, 64, 128), kernel_size=3, padding=1, hidden=(), **_Q_DYNAMICS)
 PAPER_2C2FC = dict(_28, conv_channels=(128, 256), kernel_size=3, padding=0, pool="avg", hidden=(512,),
                    eps=0.9, lam=0.6)
 LABORIEUX_5X5 = dict(_28, conv_channels=(32, 64), kernel_size=5, padding=0, pool="max", hidden=(),
@@ -72,10 +75,10 @@ class Net:
 
 
 NETS = [
-    Net("quickstart-snn", "quickstart SNN", dict(QUICKSTART, spiking=True), 50, 40, 15),
-    Net("quickstart-crnn", "quickstart CRNN", dict(QUICKSTART, spiking=False), 50, 40, 15),
+    Net("quickstart-snn", "quickstart SNN", dict(QUICKSTART, spiking=True), Q_BATCH, Q_T_FREE, Q_T_NUDGE),
+    Net("quickstart-crnn", "quickstart CRNN", dict(QUICKSTART, spiking=False), Q_BATCH, Q_T_FREE, Q_T_NUDGE),
     *(Net(f"five-layer-{kind.lower()}-{pool}", f"five-layer {kind} {pool}",
-          dict(FIVE_LAYER, spiking=kind == "SNN", pool=pool), 50, 40, 15)
+          dict(FIVE_LAYER, spiking=kind == "SNN", pool=pool), Q_BATCH, Q_T_FREE, Q_T_NUDGE)
       for kind in ("SNN", "CRNN") for pool in ("avg", "max")),
     Net("2c2fc-snn", "2C2FC SNN", dict(PAPER_2C2FC, spiking=True, loss="mse"), 125, 250, 50, (8, 4)),
     Net("2c2fc-crnn", "2C2FC CRNN", dict(PAPER_2C2FC, spiking=False, loss="ce"), 125, 250, 50, (8, 4)),
