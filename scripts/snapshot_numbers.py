@@ -48,7 +48,8 @@ def snapshot(path):
 def compare(path_a, path_b):
     a, b = np.load(path_a), np.load(path_b)
     if set(a.files) != set(b.files):
-        raise SystemExit(f"the two files hold different arrays: {sorted(set(a.files) ^ set(b.files))[:5]}")
+        print(f"the two files hold different arrays: {sorted(set(a.files) ^ set(b.files))[:5]}", file=sys.stderr)
+        sys.exit(2)
     worst = {}
     for k in a.files:
         d = float(np.abs(a[k] - b[k]).max() / max(np.abs(a[k]).max(), 1e-30))
@@ -65,4 +66,5 @@ if __name__ == "__main__":
     elif len(args) == 1 and not args[0].startswith("-"):
         snapshot(args[0])
     else:
-        sys.exit("usage: snapshot_numbers.py OUT.npz | --compare A.npz B.npz")
+        print("usage: snapshot_numbers.py OUT.npz | --compare A.npz B.npz", file=sys.stderr)
+        sys.exit(2)
