@@ -6,7 +6,8 @@ epoch, samples per second, peak memory of a training step; mean +- std over seed
 several), the paper's numbers beside them, and a figure of every column's test error per epoch
 (``table2_<data set>.png`` next to the document). Then what is and is not comparable, the measured
 cost, the commands and the campaign's total time. Partial results (cells missing, fewer epochs) are
-written as such. Every file is written atomically. Usage::
+written as such. What follows the line ``HAND_WRITTEN`` in the existing document (the analysis of the
+runs, written by a person) is kept as it is. Every file is written atomically. Usage::
 
     python scripts/collect_table2.py [--runs-dir runs/laptop] [--out docs/RESULTS.md]
 """
@@ -27,6 +28,7 @@ PAPER = {"mnist": {"snn_ep_avg": ("0.97 ± 0.32", "0.61 ± 0.28", "321"), "snn_b
                    "crnn_ep_ce": ("0.94 ± 0.02", "—", "309"), "crnn_bptt": ("0.99 ± 0.36", "—", "3018")},
          "fmnist": {"snn_ep_avg": ("8.89 ± 2.45", "2.90 ± 0.02", "321"), "snn_bptt": ("8.71 ± 1.25", "—", "2171"),
                     "crnn_ep_ce": ("8.99 ± 2.89", "—", "309"), "crnn_bptt": ("8.83 ± 1.33", "—", "3018")}}
+HAND_WRITTEN = "<!-- Written by hand from here on: scripts/collect_table2.py keeps this part as it is. -->"
 HEADER = ("column", "seeds", "epochs", "final test error (%)", "best test error (%)", "final train error (%)",
           "s / epoch", "samples / s", "peak MB / step", "paper test (%)", "paper train (%)", "paper MEM (MB)")
 
@@ -188,6 +190,12 @@ def runs_section(runs, cfgs, data, overrides):
     return "\n".join(lines)
 
 
+def hand_written(out):
+    """The part of the existing ``out`` from the line ``HAND_WRITTEN`` on ("" when there is none)."""
+    old = out.read_text() if out.exists() else ""
+    return "\n" + old[old.index(HAND_WRITTEN):] if HAND_WRITTEN in old else ""
+
+
 def render(runs_dir, out):
     """Write the figures and return the text of RESULTS.md for the runs in ``runs_dir``."""
     record = results._json(runs_dir / "campaign.json") or {}
@@ -222,7 +230,7 @@ def render(runs_dir, out):
     parts += ["", "## Data files read", ""] + ([] if files else ["None yet."])
     parts += [f"- {ds}: " + "; ".join(f"`{n}` sha256 {f.get('sha256', '?')[:16]}…" for n, f in fl.items())
               for ds, fl in files.items()]
-    return "\n".join(parts).rstrip() + "\n"
+    return "\n".join(parts).rstrip() + "\n" + hand_written(out)
 
 
 def main(argv=None):

@@ -225,6 +225,19 @@ def test_partial_results_are_marked_and_the_doc_is_written_atomically(tmp_path, 
     assert sorted(p.name for p in docs.iterdir()) == ["RESULTS.md", "table2_fmnist.png", "table2_mnist.png"]
 
 
+def test_the_hand_written_analysis_survives_a_new_report(tmp_path):
+    runs_dir, doc = tmp_path / "runs", tmp_path / "RESULTS.md"
+    write_run(runs_dir / "mnist_snn_ep_avg", [0.5, 0.4])
+    assert collect_table2.main(["--runs-dir", str(runs_dir), "--out", str(doc)]) == 0
+    analysis = f"{collect_table2.HAND_WRITTEN}\n## What the runs show\n\nSNN EP (max) stays at chance.\n"
+    doc.write_text(doc.read_text() + "\n" + analysis)
+    write_run(runs_dir / "mnist_crnn_bptt", [0.3])                          # a new result, then a new report
+    assert collect_table2.main(["--runs-dir", str(runs_dir), "--out", str(doc)]) == 0
+    text = doc.read_text()
+    assert text.endswith(analysis) and text.count(collect_table2.HAND_WRITTEN) == 1
+    assert "| CRNN BPTT | 1 seed | 1/20 (partial) | 30.00 |" in text             # the table was rewritten
+
+
 def test_measure_cost_and_memory(tmp_path):
     out = tmp_path / "cost.json"
     assert campaign.main(["--quick", "--measure-cost", "--cells", "mnist_crnn_ep_ce", "--runs-dir", str(tmp_path),
