@@ -13,10 +13,15 @@ random training samples and at the network's own dynamics:
     routes      forward / backward ratio of every layer with both routes (mean |Y| per step, and the
                 paper's signed per-channel sums)
     gradients   per weight, cos(EP, BPTT) and the norms of both (``--no-gradients`` skips BPTT)
+    indices     max pooling: per pooled layer, the fraction of pooling indices that differ between the
+                last steps of the +beta and -beta nudged phases (what EP's difference sees), and between
+                the last two steps of the free phase (how much the indices flicker at the free state)
+    weights     per weight, ||w_n|| / ||w_n at initialisation|| (the same seed's initial weights)
 
     python figures/diagnose.py                                   # the trained nets
     python figures/diagnose.py --config configs/figures/snn_max.toml --samples 50   # at initialisation
     python figures/diagnose.py --history --json figures/out/diagnose.json
+    python figures/diagnose.py --checkpoint RUN/checkpoint.npz --as crnn_max   # its weights, continuous
 """
 import json
 import pathlib
@@ -46,6 +51,12 @@ def _per_sample(a):
     return np.sqrt((a.reshape(len(a), -1) ** 2).sum(axis=1))
 
 
+def _idx_differ(a, b):
+    """Per layer with pooling indices in both lists, the fraction of them that differ (None elsewhere)."""
+    return [None if i is None or j is None else float(np.mean(backend.to_numpy(i) != backend.to_numpy(j)))
+            for i, j in zip(a[1:], b[1:])]
+
+
 def phase(net, state, T, nudge=None):
     """Run T steps from ``state``, recording every layer's residual per step; returns (state, record)."""
     L, N = net.n_layers, len(state.xi[0])
@@ -60,7 +71,7 @@ def phase(net, state, T, nudge=None):
         if net.spiking:
             spikes = [s + float(backend.to_numpy(new.spikes[n]).mean()) / T if n else 0.0
                       for n, s in enumerate(spikes)]
-        state = new
+        previous, state = state, new
     size = [_norms(state.xi[n], N) for n in range(1, L + 1)]
     rec = {"residual": trace[-1], "relative": [r / max(s, 1e-30) for r, s in zip(trace[-1], size)],
            "trace": trace, "trace_p10_p90": band}
@@ -71,18 +82,24 @@ def phase(net, state, T, nudge=None):
         rec["drift_relative"] = [d / max(z, 1e-30) for d, z in zip(rec["drift"], size)]
     if net.spiking:
         rec["rate"] = spikes[1:]
+    if T > 1:
+        rec["idx_flicker"] = _idx_differ(previous.idx, state.idx)
     return state, rec
 
 
 def diagnose(src, x, y, args):
     """Every number of the module doc for one :class:`nets.Net` on the samples (x, y)."""
-    net, dyn = src.network(), src.dynamics
+    net, dyn = src.network(args.as_), src.dynamics
     xb, yb = backend.to_device(x), backend.to_device(y)
     free, out = phase(net, net.init_state(net.check_input(xb)), dyn["T_free"])
     out = {"free": out}
     nudge = net.nudge_towards(yb, dyn["beta"])
-    out["plus"] = phase(net, free, dyn["T_nudge"], nudge)[1]
-    out["minus"] = phase(net, free, dyn["T_nudge"], nudge.flipped())[1]
+    plus, out["plus"] = phase(net, free, dyn["T_nudge"], nudge)
+    minus, out["minus"] = phase(net, free, dyn["T_nudge"], nudge.flipped())
+    out["idx_plus_minus"] = _idx_differ(plus.idx, minus.idx)
+    w0 = src.initial().params
+    out["weight_growth"] = {k: float(np.linalg.norm(backend.to_numpy(v)) / np.linalg.norm(w0[k]))
+                            for k, v in net.params.items() if k.startswith("w")}
     s = [backend.to_numpy(v) for v in free.xi[1:]]
     out["activity"] = {"mean": [float(v.mean()) for v in s], "at_0": [float((v <= 0).mean()) for v in s],
                        "at_1": [float((v >= 1).mean()) for v in s]}
@@ -101,7 +118,7 @@ def report(name, d, log=print):
     log(f"\n{name}: {d['net']}" + (f"; test error {100 * err:.2f}%" if err is not None else ""))
     log(f"  {'layer':>5s} {'res free':>9s} {'rel':>8s} {'drift rel':>9s} {'res +b':>9s} {'res -b':>9s} "
         f"{'mean xi':>8s} {'at 0':>6s} {'at 1':>6s} {'rate':>6s} {'fwd/bwd':>8s} {'signed':>8s} "
-        f"{'cos':>6s} {'|EP|/|BPTT|':>11s}")
+        f"{'cos':>6s} {'|EP|/|BPTT|':>11s} {'|w|/|w0|':>8s} {'idx +-b':>7s} {'flicker':>7s}")
     for n in range(1, L + 1):
         f, a, r = d["free"], d["activity"], d["routes"].get(n)
         g = d.get("gradients", {}).get(f"w{n}")
@@ -111,8 +128,11 @@ def report(name, d, log=print):
             f"{d['minus']['residual'][n - 1]:9.2e} {a['mean'][n - 1]:8.3f} {a['at_0'][n - 1]:6.2f} "
             f"{a['at_1'][n - 1]:6.2f} " + (f"{f['rate'][n - 1]:6.3f} " if "rate" in f else f"{'':6s} ")
             + (f"{r['step']:8.3g} {r['signed']:8.3g} " if r else f"{'':8s} {'':8s} ")
-            + (f"{g['cos']:+6.2f} {g['norm_ep'] / g['norm_bptt'] if g['norm_bptt'] else float('nan'):11.2e}"
-               if g else ""))
+            + (f"{g['cos']:+6.2f} {g['norm_ep'] / g['norm_bptt'] if g['norm_bptt'] else float('nan'):11.2e} "
+               if g else f"{'':6s} {'':11s} ")
+            + f"{d['weight_growth'][f'w{n}']:8.3f} "
+            + " ".join(f"{'' if v is None else f'{v:.3f}':>7s}"
+                       for v in (d["idx_plus_minus"][n - 1], d["free"].get("idx_flicker", [None] * L)[n - 1])))
 
 
 def plot(results, caption, args):
@@ -143,12 +163,15 @@ def main(argv=None):
     p.add_argument("--history", action="store_true", help="also the init and every history/epoch_*.npz of each run")
     p.add_argument("--no-gradients", action="store_true", help="skip BPTT (the slow part)")
     p.add_argument("--json", default=None, help="write every number to this JSON file")
+    p.add_argument("--as", dest="as_", choices=nets.NAMES, default=None,
+                   help="measure the same weights as this configuration (only spiking and pooling change): "
+                        "the control with identical weights")
     args = cli.finish(p, argv)
     selected = nets.select(args)
     todo = []
     for name, ns in selected.items():
         for src in ns:
-            label = f"{nets.LABELS[name]} seed {src.seed}"
+            label = f"{nets.LABELS[name]} seed {src.seed}" + (f" as {nets.LABELS[args.as_]}" if args.as_ else "")
             hist = sorted(pathlib.Path(src.path).parent.glob("history/epoch_*.npz")) if args.history else []
             todo += [(f"{label} init", src.initial())] if args.history else []
             todo += [(f"{label} epoch {nets.from_checkpoint(h).epoch}", nets.from_checkpoint(h)) for h in hist]

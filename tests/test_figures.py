@@ -244,6 +244,23 @@ def test_diagnose_fast(ckpts, tmp_path):
         assert all(0 <= v <= 1 for k in ("mean", "at_0", "at_1") for v in d["activity"][k])
         assert all(0 <= v <= 1 for v in d["free"]["rate"])
         assert sorted(d["routes"]) == [1, 2, 3, 4] and sorted(d["gradients"]) == ["w1", "w2", "w3", "w4", "w5"]
+        for k in ("idx_plus_minus", "idx_flicker"):                    # four max-pooled conv layers, no pooled output
+            v = d[k] if k == "idx_plus_minus" else d["free"][k]
+            assert len(v) == 5 and v[4] is None and all(0 <= f <= 1 for f in v[:4])
+    growth = [d["weight_growth"] for d in r["nets"].values()]
+    assert set(growth[0].values()) == {1.0} and sorted(growth[1]) == ["w1", "w2", "w3", "w4", "w5"]
+
+
+def test_diagnose_as_another_configuration_keeps_the_weights(ckpts):
+    """--as crnn_max: the SNN+avg weights measured in the continuous net with max pooling."""
+    args = ["--fast", "--no-plot", "--no-gradients", "--checkpoint", str(ckpts / "snn_avg" / "checkpoint.npz")]
+    r = load("diagnose").main(args + ["--as", "crnn_max"])
+    (name, d), = r["nets"].items()
+    assert name == "SNN+avg seed 0 as CRNN+max epoch 1" and "rate" not in d["free"]
+    assert all(f is not None for f in d["idx_plus_minus"][:4]) and d["idx_plus_minus"][4] is None
+    assert all(g > 0 for g in d["weight_growth"].values())
+    avg = load("diagnose").main(args)["nets"]
+    assert all(f is None for d in avg.values() for f in d["idx_plus_minus"])      # average pooling: no indices
 
 
 def test_prepared_idx_files_load(tmp_path):
