@@ -107,7 +107,7 @@ def diagnose(src, x, y, args):
     out["routes"] = {n: routes.ratios(r) for n, r in m["layers"].items()}
     if not args.no_gradients:
         out["gradients"] = gradients.alignment(net, x, y, src.cfg, args.batch_size)
-    out["test_error"] = src.metrics[-1]["test_error"] if src.metrics else None
+    out["test_error"] = src.metrics[-1]["test_error"] if src.metrics and not args.as_ else None   # --as: not its own
     out["dynamics"], out["epoch"], out["net"] = dyn, src.epoch, src.describe()
     return out
 

@@ -256,7 +256,7 @@ def test_diagnose_as_another_configuration_keeps_the_weights(ckpts):
     args = ["--fast", "--no-plot", "--no-gradients", "--checkpoint", str(ckpts / "snn_avg" / "checkpoint.npz")]
     r = load("diagnose").main(args + ["--as", "crnn_max"])
     (name, d), = r["nets"].items()
-    assert name == "SNN+avg seed 0 as CRNN+max epoch 1" and "rate" not in d["free"]
+    assert name == "SNN+avg seed 0 as CRNN+max epoch 1" and "rate" not in d["free"] and d["test_error"] is None
     assert all(f is not None for f in d["idx_plus_minus"][:4]) and d["idx_plus_minus"][4] is None
     assert all(g > 0 for g in d["weight_growth"].values())
     avg = load("diagnose").main(args)["nets"]
