@@ -249,3 +249,12 @@ def test_measure_cost_and_memory(tmp_path):
                 for c in ("crnn_ep_ce", "crnn_bptt"))
     peak_ep, peak_bptt = table2_measure.step_peak_mb(ep), table2_measure.step_peak_mb(bptt)
     assert 0 < peak_ep < peak_bptt and math.isfinite(peak_bptt)        # BPTT keeps a tape of T_free states
+
+
+def test_the_committed_results_are_those_of_the_committed_runs(tmp_path):
+    """docs/RESULTS.md, up to its hand-written part, is what collect_table2 makes of runs/laptop/."""
+    runs_dir, doc = REPO / "runs" / "laptop", REPO / "docs" / "RESULTS.md"
+    if not (runs_dir / "campaign.json").exists():
+        pytest.skip("no campaign runs in this checkout")
+    text = collect_table2.render(runs_dir, tmp_path / "RESULTS.md")
+    assert doc.read_text().split(collect_table2.HAND_WRITTEN)[0].rstrip() == text.rstrip()
