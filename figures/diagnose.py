@@ -22,6 +22,7 @@ random training samples and at the network's own dynamics:
     python figures/diagnose.py --config configs/figures/snn_max.toml --samples 50   # at initialisation
     python figures/diagnose.py --history --json figures/out/diagnose.json
     python figures/diagnose.py --checkpoint RUN/checkpoint.npz --as crnn_max   # its weights, continuous
+    python figures/diagnose.py --checkpoint RUN/checkpoint.npz --phases 160 40  # longer phases settle?
 """
 import json
 import pathlib
@@ -166,12 +167,20 @@ def main(argv=None):
     p.add_argument("--as", dest="as_", choices=nets.NAMES, default=None,
                    help="measure the same weights as this configuration (only spiking and pooling change): "
                         "the control with identical weights")
+    p.add_argument("--phases", nargs=2, type=int, metavar=("T_FREE", "T_NUDGE"), default=None,
+                   help="measure at these phase lengths instead of the config's (do longer phases settle?)")
     args = cli.finish(p, argv)
     selected = nets.select(args)
+    if args.phases:
+        if min(args.phases) < 1:
+            raise cli.FigureError(f"--phases {args.phases[0]} {args.phases[1]}: both must be at least 1")
+        for src in (src for ns in selected.values() for src in ns):
+            src.cfg = nets.with_dynamics(src.cfg, T_free=args.phases[0], T_nudge=args.phases[1])
     todo = []
     for name, ns in selected.items():
         for src in ns:
             label = f"{nets.LABELS[name]} seed {src.seed}" + (f" as {nets.LABELS[args.as_]}" if args.as_ else "")
+            label += f" T {args.phases[0]}+{args.phases[1]}" if args.phases else ""
             hist = sorted(pathlib.Path(src.path).parent.glob("history/epoch_*.npz")) if args.history else []
             todo += [(f"{label} init", src.initial())] if args.history else []
             todo += [(f"{label} epoch {nets.from_checkpoint(h).epoch}", nets.from_checkpoint(h)) for h in hist]

@@ -295,3 +295,12 @@ def test_help_runs(name, capsys):
     out = capsys.readouterr().out
     for opt in ("--samples", "--checkpoint", "--config", "--fast", "--out"):
         assert opt in out
+
+
+def test_diagnose_at_other_phase_lengths(ckpts, capsys):
+    args = ["--fast", "--no-plot", "--no-gradients", "--checkpoint", str(ckpts / "snn_avg" / "checkpoint.npz")]
+    (name, d), = load("diagnose").main(args + ["--phases", "7", "3"])["nets"].items()
+    assert " T 7+3 " in name and (d["dynamics"]["T_free"], d["dynamics"]["T_nudge"]) == (7, 3)
+    assert len(d["free"]["trace"]) == 7 and len(d["plus"]["trace"]) == len(d["minus"]["trace"]) == 3
+    assert load("cli").run_main(load("diagnose").main, args + ["--phases", "0", "3"]) == 2
+    assert "--phases 0 3" in capsys.readouterr().err
