@@ -83,8 +83,7 @@ def phase(net, state, T, nudge=None):
         rec["drift_relative"] = [d / max(z, 1e-30) for d, z in zip(rec["drift"], size)]
     if net.spiking:
         rec["rate"] = spikes[1:]
-    if T > 1:
-        rec["idx_flicker"] = _idx_differ(previous.idx, state.idx)
+    rec["idx_flicker"] = _idx_differ(previous.idx, state.idx)
     return state, rec
 
 
@@ -133,7 +132,7 @@ def report(name, d, log=print):
                if g else f"{'':6s} {'':11s} ")
             + f"{d['weight_growth'][f'w{n}']:8.3f} "
             + " ".join(f"{'' if v is None else f'{v:.3f}':>7s}"
-                       for v in (d["idx_plus_minus"][n - 1], d["free"].get("idx_flicker", [None] * L)[n - 1])))
+                       for v in (d["idx_plus_minus"][n - 1], f["idx_flicker"][n - 1])))
 
 
 def plot(results, caption, args):
