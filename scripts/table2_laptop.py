@@ -46,10 +46,12 @@ DATASETS = {"mnist": "MNIST", "fmnist": "Fashion-MNIST"}            # config pre
 COLUMNS = {"snn_ep_avg": "SNN EP (avg)", "snn_ep_max": "SNN EP (max)", "snn_bptt": "SNN BPTT",
            "crnn_ep_ce": "CRNN EP (CE)", "crnn_ep_mse": "CRNN EP (MSE)", "crnn_bptt": "CRNN BPTT"}
 SEEDS = {"fmnist_snn_ep_avg": 3, "fmnist_snn_ep_max": 3, "fmnist_snn_bptt": 3}   # others: 1
-# The keys that define a cell: its column, its row (data set, where its files are, and the epochs
-# that fit the budget for that data set), and the run's seed and folder. Nothing else may differ.
+# The keys that define a cell: its column, its row (data set, where its files are, the epochs that
+# fit the budget for that data set and the phase lengths that settle its trained nets), and the
+# run's seed and folder. Nothing else may differ.
 COLUMN_KEYS = {("model", "spiking"), ("model", "pool"), ("model", "loss"), ("train", "algorithm")}
-ROW_KEYS = {("data", "dataset"), ("data", "data_dir"), ("train", "epochs")}
+ROW_KEYS = {("data", "dataset"), ("data", "data_dir"), ("train", "epochs"), ("train", "T_free"),
+            ("train", "T_nudge")}
 DEFINING = COLUMN_KEYS | ROW_KEYS | {("train", "seed"), ("run", "out")}
 # --quick: tiny data (the embedded subsets), 2 epochs, short phases. A check of the machinery only.
 QUICK = ("data.source=embedded", 'data.data_dir=""', "data.train_size=100", "data.test_size=50",
