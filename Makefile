@@ -66,7 +66,7 @@ checkpoints: $(VENV)/.installed
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python figures/make_checkpoints.py --data-dir $(DATA_DIR) \
 		--seeds "$(SEEDS)" --crnn-seeds "$(CRNN_SEEDS)" --jobs $(JOBS) $(if $(EPOCHS),--epochs $(EPOCHS)) $(ARGS)
 
-# Laptop-scale Table II: 18 runs of configs/laptop/ (about 9.4 CPU-hours projected), one after
+# Laptop-scale Table II: 18 runs of configs/laptop/ (about 10.5 CPU-hours projected), one after
 # another at one BLAS thread, niced, in the background. Resumable: after a kill or a reboot run it
 # again and it continues where it stopped. Data: FMNIST_DIR holds the official Fashion-MNIST files;
 # MNIST is read from data/mnist-10k/ (python scripts/prepare_mnist_subset.py). TABLE2_ARGS: e.g.

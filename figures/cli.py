@@ -16,9 +16,11 @@ Which networks a script measures (:func:`nets.select`):
     --config PATH          with --checkpoint: measure those weights at this config's dynamics
                            (eps, lam, beta, T_free, T_nudge); alone (repeatable): the untrained net
                            this config describes
+    --set SECTION.KEY=V    override a key of every --config (repeatable), as in ``minimal-ep train``:
+                           the probes of docs/FIGURES.md ("Training recipe") vary init_scale, eps, lam
 
-The phase dynamics always come from the checkpoint's or the config's values (Table I for the
-figure configs), never from a constant in a script. Bad input exits with status 2 and one line.
+The phase dynamics always come from the checkpoint's or the config's values (for the figure configs
+Table I's phases and beta with eps = lam = 0.3), never from a constant in a script. Bad input exits with status 2 and one line.
 """
 import argparse
 import os
@@ -62,6 +64,8 @@ def parser(description, samples, fast_samples, sets=5, batch_size=100):
     p.add_argument("--config", action="append", default=None,
                    help="with --checkpoint: the dynamics to measure at; alone: measure this config's "
                         "untrained net (repeatable)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a key of every --config (repeatable), e.g. model.eps=0.3")
     p.add_argument("--data-dir", default=None,
                    help="MNIST folder (default: the config's data_dir, else data/mnist-10k)")
     p.add_argument("--samples", type=int, default=None,
@@ -93,6 +97,8 @@ def finish(p, argv):
                 "with at least one sample per set")
     if args.config and args.checkpoint and len(args.config) > 1:
         p.error("with --checkpoint, give at most one --config (the dynamics every checkpoint is measured at)")
+    if args.overrides and not args.config:
+        p.error("--set overrides a --config: give one")
     return args
 
 

@@ -2,7 +2,7 @@
 
 The five-layer net (conv 16-32-64-128 -> dense 10; the middle conv layers n = 2, 3, 4 have 32-64-128
 channels), trained by ``make checkpoints`` (figures/checkpoints/). During the nudged phase, at each
-net's own dynamics (Table I), the two terms of layer n's total input (Eq. 9),
+net's own dynamics (its config's), the two terms of layer n's total input (Eq. 9),
 
     Y_fwd = P(w_n * X_fwd),  X_fwd = s_{n-1};     Y_bwd = w_{n+1} ~* P^-1(X_bwd),  X_bwd = s_{n+1}
 

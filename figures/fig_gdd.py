@@ -14,7 +14,7 @@ phase, up to O(beta); ``--eps 1 --beta 1e-4`` give its textbook conditions (over
 and written in the caption). Metrics (Laborieux et al. 2021): relative RMSE and sign-error fraction,
 and the cosine of the sums over the K steps, each mean +- std over ``--sets`` disjoint batches.
 
-    python figures/fig_gdd.py                                  # figures/checkpoints/, Table I dynamics
+    python figures/fig_gdd.py                                  # figures/checkpoints/, their configs' dynamics
     python figures/fig_gdd.py --eps 1 --beta 1e-4 --T-free 300
 """
 import pathlib

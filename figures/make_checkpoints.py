@@ -32,7 +32,7 @@ NAMES = ("crnn_max", "crnn_avg", "snn_max", "snn_avg")
 # --quick: the same four configurations as tiny nets on the embedded subset (about a second each):
 # conv 3-4-6-8 keeps four conv layers, so the middle layers 2, 3, 4 exist (with 4, 6, 8 channels).
 QUICK = ['data.source="embedded"', "data.train_size=20", "data.test_size=10", "data.batch_size=10",
-         "model.conv_channels=[3, 4, 6, 8]", "train.T_free=8", "train.T_nudge=4"]
+         "model.conv_channels=[3, 4, 6, 8]", "train.T_free=16", "train.T_nudge=6"]
 
 
 def rel(path):

@@ -111,26 +111,27 @@ class Net:
         return Net(self.cfg, params, 0, f"init of {self.path}")
 
 
-def from_checkpoint(path, dynamics_from=None):
+def from_checkpoint(path, dynamics_from=None, overrides=()):
     """A :class:`Net` from a ``minimal-ep train`` checkpoint.
 
-    ``dynamics_from``: a config file whose eps, lam, v_th, beta, T_free, T_nudge replace the checkpoint's.
+    ``dynamics_from``: a config file (with ``overrides``, ``section.key=value`` strings) whose eps, lam,
+    v_th, beta, T_free, T_nudge replace the checkpoint's.
     """
     path = pathlib.Path(path)
     if not path.is_file():
         raise FigureError(f"checkpoint {path} not found (make checkpoints, or --checkpoint/--checkpoint-dir)")
     cfg, params, _, epoch, _ = load_checkpoint(path)
     if dynamics_from is not None:
-        cfg = with_dynamics(cfg, **dynamics(config_mod.resolve(dynamics_from)))
+        cfg = with_dynamics(cfg, **dynamics(config_mod.resolve(dynamics_from, overrides)))
     metrics_path = path.with_name("metrics.jsonl")
     metrics = ([json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
                if metrics_path.is_file() else [])
     return Net(cfg, params, epoch, path, [m for m in metrics if m.get("epoch", 0) <= epoch])
 
 
-def from_config(path):
-    """The untrained net a config file describes (its seed's initialisation)."""
-    cfg = config_mod.resolve(path)
+def from_config(path, overrides=()):
+    """The untrained net a config file (with ``overrides``) describes (its seed's initialisation)."""
+    cfg = config_mod.resolve(path, overrides)
     return Net(cfg, {}, 0, path).initial()
 
 
@@ -152,11 +153,11 @@ def select(args, names=NAMES):
     if args.checkpoint:
         dyn = args.config[0] if args.config else None
         for path in args.checkpoint:
-            net = from_checkpoint(path, dyn)
+            net = from_checkpoint(path, dyn, args.overrides)
             out.setdefault(net.name, []).append(net)
     elif args.config:
         for path in args.config:
-            net = from_config(path)
+            net = from_config(path, args.overrides)
             out.setdefault(net.name, []).append(net)
     else:
         runs = find_runs(args.checkpoint_dir, names)

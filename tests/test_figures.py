@@ -192,11 +192,36 @@ def test_config_overrides_the_dynamics(ckpts, tmp_path):
     assert "seed 0" in r["nets"]["snn_avg"][0]                 # only the dynamics come from the config
 
 
+
+def test_set_overrides_keys_of_the_config(ckpts, tmp_path, capsys):
+    """--set changes the --config it follows: the untrained net it describes, or the dynamics a checkpoint gets."""
+    from minimal_ep import backend, config
+    from minimal_ep.train import load_checkpoint
+    nets, ckpt = load("nets"), ckpts / "snn_avg" / "checkpoint.npz"
+    (tmp_path / "c.toml").write_text(config.dumps(load_checkpoint(ckpt)[0]))
+    plain = nets.from_config(tmp_path / "c.toml", ["model.init_scale=1.0"])
+    wider = nets.from_config(tmp_path / "c.toml", ["model.init_scale=2.0", "model.eps=0.25"])
+    assert wider.cfg["model"]["eps"] == 0.25 and plain.cfg["model"]["eps"] != 0.25
+    peak = {name: {k: float(np.abs(backend.to_numpy(v)).max()) for k, v in net.params.items()}
+            for name, net in (("plain", plain), ("wider", wider))}
+    assert all(1.5 * peak["plain"][k] < peak["wider"][k] <= 2 * peak["plain"][k] * 1.01 for k in peak["plain"]
+               if k.startswith("w")), peak
+    args = ["--fast", "--no-plot", "--no-gradients", "--checkpoint", str(ckpt), "--config", str(tmp_path / "c.toml")]
+    (_, d), = load("diagnose").main(args + ["--set", "train.T_free=6", "--set", "model.lam=0.45"])["nets"].items()
+    assert d["dynamics"]["T_free"] == 6 and d["dynamics"]["lam"] == 0.45 and len(d["free"]["trace"]) == 6
+    run = load("cli").run_main
+    assert run(load("diagnose").main, args + ["--set", "model.no_such_key=1"]) == 2
+    assert "no_such_key" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:                     # --set needs a --config to override
+        load("diagnose").main(["--fast", "--checkpoint", str(ckpt), "--set", "model.eps=0.3"])
+    assert exc.value.code == 2
+
 def test_gdd_fast(ckpts, tmp_path):
     gdd = load("fig_gdd")
     r = gdd.main(["--fast", "--checkpoint-dir", str(ckpts), "--out", str(tmp_path)])
     check_files(r, tmp_path)
-    assert r["dynamics"] == dict(config_dynamics(ckpts / "crnn_max" / "checkpoint.npz"), K=4)
+    dyn = config_dynamics(ckpts / "crnn_max" / "checkpoint.npz")
+    assert r["dynamics"] == dict(dyn, K=dyn["T_nudge"])                   # K = T_nudge steps compared
     for rows in r["rows"].values():
         for row in rows.values():
             assert all(q["std"] >= 0 and math.isfinite(q["mean"]) for q in row.values())
