@@ -77,7 +77,7 @@ class Net:
         return dynamics(self.cfg)
 
     def describe(self):
-        what = f"{self.epoch} epoch(s) of EP" if self.epoch else "untrained"
+        what = f"{self.epoch} epoch(s) of {self.cfg['train']['algorithm'].upper()}" if self.epoch else "untrained"
         return f"{self.label} seed {self.seed} ({what}; {self.path})"
 
     def network(self, name=None, params=None, dtype=None):
