@@ -87,10 +87,14 @@ def comparability(cfgs):
     ours = n_params(c)
     paper = n_params(config_mod.resolve(REPO / "configs" / "fmnist_2c2fc_snn_ep.toml"))
     rows = {campaign.split_cell(n)[0]: g["train"] for n, g in cfgs.items()}   # one data set: one train setting
-    ep = ", ".join(f"{campaign.DATASETS[k]} {r['epochs']}" for k, r in rows.items())
-    phases = "; ".join(f"{campaign.DATASETS[k]} T_free {r['T_free']}, T_nudge {r['T_nudge']}" for k, r in rows.items())
-    steps = "; ".join(f"{campaign.DATASETS[k]} EP {r['T_free']} + {r['T_nudge']} + {r['T_nudge']} steps, "
-                      f"BPTT {r['T_free']}" for k, r in rows.items())
+
+    def per_row(template, sep="; "):
+        """``template`` filled with each data set's train settings, after the data set's name."""
+        return sep.join(f"{campaign.DATASETS[k]} " + template.format(**r) for k, r in rows.items())
+
+    ep = per_row("{epochs}", ", ")
+    phases = per_row("T_free {T_free}, T_nudge {T_nudge}")
+    steps = per_row("EP {T_free} + {T_nudge} + {T_nudge} steps, BPTT {T_free}")
     return f"""## What is and is not comparable
 
 - **Same across the columns of a data set**: data, epochs ({ep}), batch {d['batch_size']}, the

@@ -192,7 +192,6 @@ def test_config_overrides_the_dynamics(ckpts, tmp_path):
     assert "seed 0" in r["nets"]["snn_avg"][0]                 # only the dynamics come from the config
 
 
-
 def test_set_overrides_keys_of_the_config(ckpts, tmp_path, capsys):
     """--set changes the --config it follows: the untrained net it describes, or the dynamics a checkpoint gets."""
     from minimal_ep import backend, config
@@ -215,6 +214,7 @@ def test_set_overrides_keys_of_the_config(ckpts, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:                     # --set needs a --config to override
         load("diagnose").main(["--fast", "--checkpoint", str(ckpt), "--set", "model.eps=0.3"])
     assert exc.value.code == 2
+
 
 def test_gdd_fast(ckpts, tmp_path):
     gdd = load("fig_gdd")
