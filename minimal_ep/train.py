@@ -120,11 +120,14 @@ def check_divergence(net, named, limits, epoch, batch):
                     "bound max(1, init_scale)/sqrt(fan_in)); lower train.lr")
 
 
-def train_epoch(net, opt, cfg, x, y, rng, epoch, progress=True, sign_rng=None, limits=None):
+def train_epoch(net, opt, cfg, x, y, rng, epoch, progress=True, sign_rng=None, limits=None,
+                on_batch=None):
     """One epoch over (x, y); returns (train error, mean loss, mean firing rate or None, seconds).
 
     ``rng`` shuffles the data; ``sign_rng`` draws the sign of beta when ``train.random_sign``;
-    ``limits`` (from :func:`divergence_limits`) bounds the weights. Raises TrainingDiverged.
+    ``limits`` (from :func:`divergence_limits`) bounds the weights. ``on_batch(b, xb, yb, free, grads)``,
+    if given, is called after every batch's gradient and before its SGD step (``figures/probe_steps.py``
+    records the first steps of training with it). Raises TrainingDiverged.
     """
     t, bs = cfg["train"], cfg["data"]["batch_size"]
     T_free, limits = t["T_free"], limits or {}
@@ -150,6 +153,8 @@ def train_epoch(net, opt, cfg, x, y, rng, epoch, progress=True, sign_rng=None, l
         loss_sum += loss * len(idx)
         if net.spiking:
             rate_sum += float(np.mean([s["rate"] for s in net.spike_stats(free)])) * len(idx)
+        if on_batch is not None:
+            on_batch(b, xb, yb, free, grads)
         opt.step(grads)
         check_divergence(net, list(net.params.items()), limits, epoch, b)
         if bar is not None:

@@ -329,3 +329,49 @@ def test_diagnose_at_other_phase_lengths(ckpts, capsys):
     assert len(d["free"]["trace"]) == 7 and len(d["plus"]["trace"]) == len(d["minus"]["trace"]) == 3
     assert load("cli").run_main(load("diagnose").main, args + ["--phases", "0", "3"]) == 2
     assert "--phases 0 3" in capsys.readouterr().err
+
+
+PROBE_QUICK = ["--config", str(REPO / "configs" / "figures" / "snn_avg.toml"), "--set", 'data.source="embedded"',
+               "--set", "model.conv_channels=[3, 4, 6, 8]", "--set", "train.T_free=16", "--set", "train.T_nudge=6"]
+
+
+def test_probe_steps_records_the_training_loops_own_batches(tmp_path):
+    from minimal_ep import backend, bptt_gradients, config, datasets, ep_gradients
+    from minimal_ep.gradcheck import cosine
+    from minimal_ep.train import load_data, network_from_config
+    probe = load("probe_steps")
+    records = probe.main(PROBE_QUICK + ["--steps", "3", "--batch-size", "10", "--seed", "4",
+                                        "--compare-bptt", "2", "--json", str(tmp_path / "p.json")])
+    saved = json.loads((tmp_path / "p.json").read_text())
+    assert saved["steps"] == records and [r["step"] for r in records] == [1, 2, 3]
+    assert "--steps 3" in saved["command"] and not list(tmp_path.glob(".*tmp*"))
+    assert saved["config"]["data"]["batch_size"] == 10
+    assert [r["cos_bptt"] is None for r in records] == [False, True, False]
+    (row,) = probe.main(["--summarize", str(tmp_path / "p.json")])
+    assert row["batch"] == 10 and row["steps"] == 3 and row["net"] == "SNN+avg"
+    assert row["error"] == [pytest.approx(np.mean([r["error"] for r in records]))]
+    # step 1 is the gradient of a fresh net on the first batch of the loop's shuffle (seed 4)
+    cfg = config.resolve(PROBE_QUICK[1], PROBE_QUICK[3::2] + ["data.batch_size=10", "data.test_size=1"])
+    net, data = network_from_config(cfg), load_data(cfg)
+    idx = next(iter(datasets.iterate_batches(30, 10, True, np.random.default_rng(4))))
+    t = cfg["train"]
+    xb, yb = backend.to_device(data.x_train[idx]), backend.to_device(data.y_train[idx])
+    g = ep_gradients(net, xb, yb, t["beta"], t["T_free"], t["T_nudge"], t["estimator"])
+    bp = bptt_gradients(net, xb, yb, t["T_free"])
+    ep_w, bp_w = ([backend.to_numpy(d[f"w{n}"]).astype(np.float64) for n in range(1, 6)] for d in (g, bp))
+    np.testing.assert_allclose(records[0]["grad"], [np.linalg.norm(a) for a in ep_w], rtol=1e-6)
+    np.testing.assert_allclose(records[0]["cos_bptt"], [cosine(a, b) for a, b in zip(ep_w, bp_w)], atol=1e-6)
+    for r in records:
+        assert len(r["mean"]) == len(r["at0"]) == len(r["at1"]) == 5
+        assert all(0 <= a + b <= 1 for a, b in zip(r["at0"], r["at1"]))
+        assert 10 * r["error"] == round(10 * r["error"]) and math.isfinite(r["loss"]) and r["cpu"] >= 0
+
+
+def test_probe_steps_bad_input_is_one_line_and_status_2(capsys):
+    probe = load("probe_steps")
+    with pytest.raises(SystemExit) as exc:
+        probe.main(PROBE_QUICK + ["--steps", "0", "--batch-size", "3"])
+    assert exc.value.code == 2
+    assert probe.cli.run_main(probe.main, PROBE_QUICK + ["--steps", "1000", "--batch-size", "300"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "--steps (0)" in err[0] and "300000 images" in err[1]
