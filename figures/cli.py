@@ -20,7 +20,7 @@ Which networks a script measures (:func:`nets.select`):
                            the probes of docs/FIGURES.md ("Training recipe") vary init_scale, eps, lam
 
 The phase dynamics always come from the checkpoint's or the config's values (for the figure configs
-Table I's phases and beta with eps = lam = 0.3), never from a constant in a script. Bad input exits
+Table I's phases and beta with eps = lam = 0.1), never from a constant in a script. Bad input exits
 with status 2 and one line.
 """
 import argparse
