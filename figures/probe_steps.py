@@ -44,13 +44,13 @@ from minimal_ep.train import atomic_write, load_data, network_from_config, train
 
 
 def probe(cfg, steps, batch_size, seed=0, compare_bptt=0, log=print):
-    """Train ``steps`` SGD steps of the configured net; returns one record (dict) per step.
+    """Train ``steps`` SGD steps of the configured net; returns (records, the config it trained).
 
     Parameters
     ----------
     cfg : dict
-        A resolved configuration; set here: ``data.batch_size = batch_size``, ``data.shuffle``, and
-        ``data.test_size = 1`` (the probe reads no test image).
+        A resolved configuration (not modified); the probe trains a copy with ``data.batch_size =
+        batch_size``, ``data.shuffle = true`` and ``data.test_size = 1`` (it reads no test image).
     steps, batch_size : int
     seed : int
         Shuffles the steps x batch_size training images into batches (the weights come from
@@ -58,6 +58,7 @@ def probe(cfg, steps, batch_size, seed=0, compare_bptt=0, log=print):
     compare_bptt : int
         Every this many steps (0: never), also the cosine of the step's gradient with BPTT's.
     """
+    cfg = {section: dict(keys) for section, keys in cfg.items()}
     cfg["data"].update(batch_size=batch_size, shuffle=True, test_size=1)     # no test images used
     data = load_data(cfg)
     n = steps * batch_size
@@ -95,7 +96,7 @@ def probe(cfg, steps, batch_size, seed=0, compare_bptt=0, log=print):
 
     train_epoch(net, opt, cfg, data.x_train[:n], data.y_train[:n], np.random.default_rng(seed), 0,
                 progress=False, on_batch=record)
-    return records
+    return records, cfg
 
 
 def summarize(path, window=50):
@@ -155,7 +156,7 @@ def main(argv=None):
     overrides = args.overrides + ([f'data.data_dir="{args.data_dir}"'] if args.data_dir else [])
     cfg = resolve(args.config, overrides)
     start = time.process_time()
-    records = probe(cfg, args.steps, args.batch_size, args.seed, args.compare_bptt)
+    records, cfg = probe(cfg, args.steps, args.batch_size, args.seed, args.compare_bptt)
     if args.json:
         command = shlex.join(argv if argv is not None else sys.argv[1:])
         out = {"command": f"python figures/probe_steps.py {command}", "cpu_seconds": time.process_time() - start,
