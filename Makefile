@@ -48,9 +48,18 @@ bench: $(VENV)/.installed
 gpu-check: $(VENV)/.installed
 	$(BIN)/python scripts/gpu_check.py $(ARGS)
 
+# The figures from figures/checkpoints/: each script writes its PNG/PDF and every number it prints to
+# figures/out/NAME.json; a script runs again when a checkpoint or figures/*.py changed. JOBS=2 runs
+# two at a time (fig3 reads fig2's cached measurements, so it waits for fig2).
+FIGURE_JSON := $(patsubst figures/%.py,figures/out/%.json,$(wildcard figures/fig*.py)) figures/out/diagnose.json
+
 figures: $(VENV)/.installed
-	for f in figures/fig*.py; do $(BIN)/python $$f $(ARGS) || exit 1; done
-	$(BIN)/python figures/diagnose.py --history --json figures/out/diagnose.json $(ARGS)
+	$(MAKE) -j$(JOBS) $(FIGURE_JSON)
+
+figures/out/fig3_activation_stats.json: figures/out/fig2_activation_sums.json
+figures/out/diagnose.json: ARGS += --history
+figures/out/%.json: figures/%.py $(wildcard figures/*.py) $(wildcard figures/checkpoints/*/checkpoint.npz)
+	$(BIN)/python $< --json $@ $(ARGS)
 
 # MNIST as IDX files: the 10000-image training subset and the official test set (scripts/prepare_mnist_subset.py)
 data: $(DATA_DIR)/train-images-idx3-ubyte

@@ -81,6 +81,7 @@ def parser(description, samples, fast_samples, sets=5, batch_size=100):
     p.add_argument("--out", default=str(DEFAULT_OUT), help="directory for NAME.png and NAME.pdf")
     p.add_argument("--name", default=None, help="basename of the figure files (default: the script's)")
     p.add_argument("--no-plot", action="store_true", help="print the numbers, write no figure")
+    p.add_argument("--json", default=None, help="also write every number to this JSON file")
     p.set_defaults(_samples=(samples, fast_samples), _sets=sets)
     return p
 
@@ -101,6 +102,18 @@ def finish(p, argv):
     if args.overrides and not args.config:
         p.error("--set overrides a --config: give one")
     return args
+
+
+def save_json(args, data):
+    """Write ``data`` to ``args.json`` (folders created, atomically); nothing without ``--json``."""
+    if not args.json:
+        return
+    import json
+    from minimal_ep.train import atomic_write
+    path = pathlib.Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    atomic_write(path, lambda f: f.write((text + "\n").encode()))
 
 
 def run_main(main, argv=None):

@@ -24,7 +24,6 @@ random training samples and at the network's own dynamics:
     python figures/diagnose.py --checkpoint RUN/checkpoint.npz --as crnn_max   # its weights, continuous
     python figures/diagnose.py --checkpoint RUN/checkpoint.npz --phases 160 40  # longer phases settle?
 """
-import json
 import pathlib
 import sys
 
@@ -33,7 +32,6 @@ from figures import cli  # noqa: E402  (first: it pins BLAS to one thread before
 import numpy as np  # noqa: E402
 
 from minimal_ep import backend  # noqa: E402
-from minimal_ep.train import atomic_write  # noqa: E402
 from figures import gradients, nets, plotting, routes  # noqa: E402
 
 NAME = "diagnose"
@@ -162,7 +160,6 @@ def main(argv=None):
     p = cli.parser(__doc__.split("\n")[0], SAMPLES, FAST_SAMPLES, batch_size=25)
     p.add_argument("--history", action="store_true", help="also the init and every history/epoch_*.npz of each run")
     p.add_argument("--no-gradients", action="store_true", help="skip BPTT (the slow part)")
-    p.add_argument("--json", default=None, help="write every number to this JSON file")
     p.add_argument("--as", dest="as_", choices=nets.NAMES, default=None,
                    help="measure the same weights as this configuration (only spiking and pooling change): "
                         "the control with identical weights")
@@ -189,9 +186,7 @@ def main(argv=None):
     for label, src in todo:
         results[label] = diagnose(src, x, y, args)
         report(label, results[label])
-    if args.json:
-        pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(args.json, lambda f: f.write(json.dumps(results, indent=1).encode()))
+    cli.save_json(args, results)
     caption = (f"Settling of the free phase and the +beta nudged phase, per layer, on {args.samples} random "
                f"training samples (one batch), at each net's own dynamics: lines ||xi^t - xi^(t-1)|| / sqrt(N), "
                f"bands the 10th-90th percentiles of the per-sample ||xi_i^t - xi_i^(t-1)||; dotted: end of the "

@@ -140,6 +140,7 @@ def main(argv=None):
               "nets": {name: [n.describe() for n in ns] for name, ns in selected.items()}}
     if not args.no_plot:
         result["paths"] = plot_channels(summary, args.panels, caption, args) + plot_ratios(summary, caption, args)
+    cli.save_json(args, result)
     return result
 
 

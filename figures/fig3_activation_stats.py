@@ -28,6 +28,7 @@ from figures.routes import KEYS  # noqa: E402
 
 NAME = "fig3_activation_stats"
 SAMPLES, FAST_SAMPLES = 2000, 4
+GROWTH = (("std", "fwd"), ("std", "bwd"), ("mean", "fwd"), ("mean", "bwd"))
 COLORS = {"X_fwd": "#9ecae1", "Y_fwd": "#3182bd", "X_bwd": "#fdae6b", "Y_bwd": "#e6550d"}
 
 
@@ -41,17 +42,17 @@ def parse(argv):
 
 def table(summary, names, log=print):
     for avg in ("per_step", "time_avg"):
-        log(f"\n{avg.replace('_', ' ')}: mean (std) of the routes, each +- its spread; std growth Y/X")
+        log(f"\n{avg.replace('_', ' ')}: mean (std) of the routes; growth Y/X of the std and the mean, +- spread")
         log(f"{'group':6s} {'config':9s} {'layer':>5s} " + " ".join(f"{k:>22s}" for k in KEYS)
-            + f" {'std Y/X fwd':>14s} {'std Y/X bwd':>14s}")
+            + "".join(f" {f'{q} Y/X {d}':>15s}" for q, d in GROWTH))
         for g, per in summary.items():
             for name in names:
                 for n, q in per[name]["layers"].items():
                     def cell(k):
                         return f"{q[f'{avg}.{k}.mean']['mean']:.3f} ({q[f'{avg}.{k}.std']['mean']:.3f})"
-                    gr = [q[f"{avg}.growth_std_{d}"] for d in ("fwd", "bwd")]
+                    gr = [q[f"{avg}.growth_{m}_{d}"] for m, d in GROWTH]
                     log(f"{g:6s} {nets.LABELS[name]:9s} {n:5d} " + " ".join(f"{cell(k):>22s}" for k in KEYS)
-                        + "".join(f" {v['mean']:7.2f} +- {v['err']:4.2f}" for v in gr))
+                        + "".join(f" {v['mean']:7.2f} +- {v['err']:5.2f}" for v in gr))
 
 
 def plot(summary, names, group, caption, args):
@@ -133,6 +134,7 @@ def main(argv=None):
               "nets": {name: [n.describe() for n in ns] for name, ns in selected.items()}}
     if not args.no_plot:
         result["paths"] = plot(summary, names, args.panels, caption, args)
+    cli.save_json(args, result)
     return result
 
 

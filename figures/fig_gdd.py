@@ -151,6 +151,7 @@ def main(argv=None):
            "weights": src.describe(), "caption": caption}
     if not args.no_plot:
         out["paths"] = plot(results, caption, args)
+    cli.save_json(args, out)
     return out
 
 

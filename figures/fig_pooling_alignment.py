@@ -157,6 +157,7 @@ def main(argv=None):
               "nets": {name: [n.describe() for n in ns] for name, ns in selected.items()}}
     if not args.no_plot:
         result["paths"] = plot(errors, cos, caption, args)
+    cli.save_json(args, result)
     return result
 
 

@@ -145,6 +145,10 @@ def ratios(r):
 
 
 def growth(stats):
-    """Std of Y over std of X, forward and backward (Fig. 3's "increase from X to Y")."""
-    g = lambda yk, xk: stats[yk][1] / stats[xk][1] if stats[xk][1] > 0 else float("nan")   # noqa: E731
-    return {"std_fwd": g("Y_fwd", "X_fwd"), "std_bwd": g("Y_bwd", "X_bwd")}
+    """Std and mean of Y over those of X, forward and backward (Fig. 3's "increase from X to Y").
+
+    ``stats[k]`` is (mean, std); a mean of Y can be negative (the weights are signed).
+    """
+    def g(yk, xk, i):
+        return stats[yk][i] / stats[xk][i] if stats[xk][i] > 0 else float("nan")
+    return {f"{q}_{d}": g(f"Y_{d}", f"X_{d}", i) for q, i in (("std", 1), ("mean", 0)) for d in ("fwd", "bwd")}

@@ -112,8 +112,13 @@ def test_fig2_then_fig3_share_measurements(ckpts, tmp_path):
                     assert all(0 < v < math.inf for v in q[key]["per_seed"]), (g, name, n, key)
     cache = sorted((tmp_path / ".cache").glob("routes-*.json"))
     assert len(cache) == 2 * (6 + 3 + 4)          # 2 sets x (own 6, shared 4 of which CRNN+max = own, init 4)
-    r3 = load("fig3_activation_stats").main(["--fast", "--checkpoint-dir", str(ckpts), "--out", str(tmp_path)])
+    r3 = load("fig3_activation_stats").main(["--fast", "--checkpoint-dir", str(ckpts), "--out", str(tmp_path),
+                                             "--json", str(tmp_path / "f3.json")])
     check_files(r3, tmp_path)
+    saved = json.loads((tmp_path / "f3.json").read_text())                  # --json: the numbers printed
+    assert saved["caption"] == r3["caption"] and saved["samples"] == r3["samples"]
+    assert saved["groups"]["own"]["snn_max"]["layers"]["3"]["ratio_step"] == \
+        r3["groups"]["own"]["snn_max"]["layers"][3]["ratio_step"]
     assert sorted((tmp_path / ".cache").glob("routes-*.json")) == cache    # all read from fig2's measurements
     for g in ("own", "shared", "init"):
         for name in ("crnn_max", "snn_max"):
@@ -137,6 +142,13 @@ def test_spikes_are_binary_in_the_route_statistics(ckpts):
         p, std = r["stats"]["per_step"]["X_fwd"]
         assert std == pytest.approx(math.sqrt(p * (1 - p)), rel=1e-9)
         assert r["stats"]["time_avg"]["X_fwd"][1] <= std + 1e-12
+        g, st = routes.growth(r["stats"]["per_step"]), r["stats"]["per_step"]
+        for d in ("fwd", "bwd"):                      # Fig. 3's growth: Y's mean and std over X's
+            if st[f"X_{d}"][0] > 0:
+                assert g[f"mean_{d}"] * st[f"X_{d}"][0] == pytest.approx(st[f"Y_{d}"][0], rel=1e-12)
+                assert g[f"std_{d}"] * st[f"X_{d}"][1] == pytest.approx(st[f"Y_{d}"][1], rel=1e-12)
+            else:                                     # a silent route has no growth, not a huge one
+                assert math.isnan(g[f"mean_{d}"]) and math.isnan(g[f"std_{d}"])
 
 
 def test_routes_are_the_terms_of_the_total_input(ckpts):
