@@ -40,7 +40,7 @@ from minimal_ep import backend, bptt_gradients  # noqa: E402
 from minimal_ep.config import resolve  # noqa: E402
 from minimal_ep.gradcheck import cosine  # noqa: E402
 from minimal_ep.optim import SGD  # noqa: E402
-from minimal_ep.train import atomic_write, load_data, network_from_config, train_epoch  # noqa: E402
+from minimal_ep.train import load_data, network_from_config, train_epoch  # noqa: E402
 
 
 def probe(cfg, steps, batch_size, seed=0, compare_bptt=0, log=print):
@@ -157,13 +157,9 @@ def main(argv=None):
     cfg = resolve(args.config, overrides)
     start = time.process_time()
     records, cfg = probe(cfg, args.steps, args.batch_size, args.seed, args.compare_bptt)
-    if args.json:
-        command = shlex.join(argv if argv is not None else sys.argv[1:])
-        out = {"command": f"python figures/probe_steps.py {command}", "cpu_seconds": time.process_time() - start,
-               "config": cfg, "steps": records}
-        path = pathlib.Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda f: f.write((json.dumps(out, indent=1) + "\n").encode()))
+    command = shlex.join(argv if argv is not None else sys.argv[1:])
+    cli.save_json(args, {"command": f"python figures/probe_steps.py {command}",
+                         "cpu_seconds": time.process_time() - start, "config": cfg, "steps": records})
     return records
 
 
