@@ -3,8 +3,9 @@
 #   make test   - create .venv, install minimal_ep[test,docs], run the test suite (the docs build included)
 #   make docs   - install minimal_ep[docs], build the course site (executed tutorials) in build/course
 #   make table2-laptop - the laptop-scale Table II campaign, in the background (docs/RESULTS.md)
-#   make bench  - the benchmarks (2 BLAS threads, A/B against fbe01e1): benchmarks/results/summary.md;
-#                 ARGS=--quick for a smoke run in seconds (benchmarks/results/quick/)
+#   make bench  - the benchmarks (2 BLAS threads, A/B against fbe01e1): results/benchmarks/summary.md;
+#                 ARGS=--quick for a smoke run in seconds (results/benchmarks/quick/)
+#   make manifest - rewrite results/MANIFEST.sha256 after the committed results changed
 #   make gpu-check - on a CUDA machine with CuPy: tests, benchmarks and a short training on the GPU
 PYTHON ?= python3
 VENV   ?= .venv
@@ -17,7 +18,7 @@ CRNN_SEEDS ?= 0
 JOBS       ?= 1
 EPOCHS     ?=
 
-.PHONY: demo test bench gpu-check figures checkpoints data docs clean table2-laptop table2-report
+.PHONY: demo test bench gpu-check figures checkpoints data docs clean table2-laptop table2-report manifest
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,14 +27,21 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # The course site: Sphinx + MyST-NB execute the six tutorials (normal mode, about a minute);
-# FAST=1 runs them in their fast mode. Open build/course/index.html.
+# QUICK=1 runs them in their quick mode (small sizes). Open build/course/index.html.
 DOCS_OUT ?= build/course
-FAST     ?= 0
+QUICK    ?= 0
 
 docs: $(VENV)/.installed
-	MINIMAL_EP_FAST=$(FAST) OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \
+	MINIMAL_EP_QUICK=$(QUICK) OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \
 		$(BIN)/sphinx-build -q -b html docs/course $(DOCS_OUT)
 	@echo "course site: $(DOCS_OUT)/index.html"
+
+# The exercises' grader: make grade DIR=path/to/answers (a copy of tutorials/exercises/ with the
+# stubs filled in) prints one line per check and exits 0 only when every check passed.
+.PHONY: grade
+grade: $(VENV)/.installed
+	@test -n "$(DIR)" || { echo "usage: make grade DIR=path/to/answers (a copy of tutorials/exercises/)"; exit 2; }
+	$(BIN)/python tutorials/exercises/grader.py $(DIR)
 
 demo: $(VENV)/.installed
 	$(BIN)/minimal-ep train --config configs/quickstart.toml $(ARGS)
@@ -48,18 +56,21 @@ bench: $(VENV)/.installed
 gpu-check: $(VENV)/.installed
 	$(BIN)/python scripts/gpu_check.py $(ARGS)
 
-# The figures from figures/checkpoints/: each script writes its PNG/PDF and every number it prints to
-# figures/out/NAME.json; a script runs again when a checkpoint or figures/*.py changed. JOBS=2 runs
-# two at a time (fig3 reads fig2's cached measurements, so it waits for fig2).
-FIGURE_JSON := $(patsubst figures/%.py,figures/out/%.json,$(wildcard figures/fig*.py)) figures/out/diagnose.json
+# The figures from results/figures/checkpoints/: each script writes its PNG/PDF and every number it
+# prints to results/figures/NAME.json (its measurement cache to results/figures/.cache, git-ignored); a
+# script runs again when a checkpoint, a stage or figures/*.py changed. JOBS=2 runs two at a time (fig3
+# reads fig2's cached measurements, so it waits for fig2).
+FIGURE_OUT  := results/figures
+FIGURE_JSON := $(patsubst figures/%.py,$(FIGURE_OUT)/%.json,$(wildcard figures/fig*.py)) $(FIGURE_OUT)/diagnose.json
 
 figures: $(VENV)/.installed
 	$(MAKE) -j$(JOBS) $(FIGURE_JSON)
 
-figures/out/fig3_activation_stats.json: figures/out/fig2_activation_sums.json
-figures/out/diagnose.json: ARGS += --history
-figures/out/%.json: figures/%.py $(wildcard figures/*.py) $(wildcard figures/checkpoints/*/checkpoint.npz)
-	$(BIN)/python $< --json $@ $(ARGS)
+$(FIGURE_OUT)/fig3_activation_stats.json: $(FIGURE_OUT)/fig2_activation_sums.json
+$(FIGURE_OUT)/diagnose.json: ARGS += --history
+$(FIGURE_OUT)/diagnose.json: $(wildcard results/figures/checkpoints/*/stages/epoch_*.npz)
+$(FIGURE_OUT)/%.json: figures/%.py $(wildcard figures/*.py) $(wildcard results/figures/checkpoints/*/checkpoint.npz)
+	$(BIN)/python -m figures.$* --json $@ $(ARGS)
 
 # MNIST as IDX files: the 10000-image training subset and the official test set (scripts/prepare_mnist_subset.py)
 data: $(DATA_DIR)/train-images-idx3-ubyte
@@ -67,34 +78,40 @@ data: $(DATA_DIR)/train-images-idx3-ubyte
 $(DATA_DIR)/train-images-idx3-ubyte: | $(VENV)/.installed
 	$(BIN)/python scripts/prepare_mnist_subset.py --out $(DATA_DIR)
 
-# Train the four figure nets (SEEDS for the SNNs, CRNN_SEEDS for the CRNNs) into figures/checkpoints/,
-# epoch by epoch with --resume (run it again to continue); EPOCHS defaults to the configs' value.
-# Quick check on tiny nets: make checkpoints ARGS="--quick --out-dir /tmp/ckpt"
+# Train the four figure nets (SEEDS for the SNNs, CRNN_SEEDS for the CRNNs) into results/figures/checkpoints/
+# with the shared campaign runner: one epoch per child (--until: the learning-rate schedule stays the
+# configs' train.epochs), JOBS at a time, resumable (run it again to continue). EPOCHS (default: the
+# configs' train.epochs) says where to stop. Each run keeps stages/epoch_NNN.npz (init, epochs 1, 2, 4, ...
+# and the last). Progress: make checkpoints ARGS=--status. Tiny nets: make checkpoints ARGS="--quick --out-dir /tmp/ckpt"
 checkpoints: $(VENV)/.installed
-	test -n "$(findstring --quick,$(ARGS))" || $(MAKE) data
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python figures/make_checkpoints.py --data-dir $(DATA_DIR) \
+	test -n "$(findstring --quick,$(ARGS))$(findstring --status,$(ARGS))$(findstring --dry-run,$(ARGS))" || $(MAKE) data
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m figures.make_checkpoints --data-dir $(DATA_DIR) \
 		--seeds "$(SEEDS)" --crnn-seeds "$(CRNN_SEEDS)" --jobs $(JOBS) $(if $(EPOCHS),--epochs $(EPOCHS)) $(ARGS)
 
 # Laptop-scale Table II: 18 runs of configs/laptop/ (about 10.5 CPU-hours projected), one after
 # another at one BLAS thread, niced, in the background. Resumable: after a kill or a reboot run it
 # again and it continues where it stopped. Data: FMNIST_DIR holds the official Fashion-MNIST files;
 # MNIST is read from data/mnist-10k/ (python scripts/prepare_mnist_subset.py). TABLE2_ARGS: e.g.
-# --cells fmnist_snn_ep_avg, --jobs 2. Progress: scripts/table2_laptop.py --status; stop: kill PID.
+# --cells fmnist_snn_ep_avg, --jobs 2. Progress: python -m table2.laptop --status; stop: kill PID.
 FMNIST_DIR  ?=
 TABLE2_ARGS ?=
 NICE        ?= 10
-TABLE2_RUN  := $(BIN)/python scripts/table2_laptop.py $(if $(FMNIST_DIR),--fashion-mnist-dir $(FMNIST_DIR)) $(TABLE2_ARGS)
+TABLE2_DIR  := results/table2/laptop
+TABLE2_RUN  := $(BIN)/python -m table2.laptop $(if $(FMNIST_DIR),--fashion-mnist-dir $(FMNIST_DIR)) $(TABLE2_ARGS)
 
 table2-laptop: $(VENV)/.installed
 	$(TABLE2_RUN) --dry-run
-	mkdir -p runs/laptop
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 nohup nice -n $(NICE) $(TABLE2_RUN) --log runs/laptop/campaign.log \
-		>> runs/laptop/campaign.log 2>&1 & \
-		echo "table2-laptop: started process $$! (log: runs/laptop/campaign.log; stop: kill $$!)"
+	mkdir -p $(TABLE2_DIR)
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 nohup nice -n $(NICE) $(TABLE2_RUN) --log $(TABLE2_DIR)/campaign.log \
+		>> $(TABLE2_DIR)/campaign.log 2>&1 & \
+		echo "table2-laptop: started process $$! (log: $(TABLE2_DIR)/campaign.log; stop: kill $$!)"
 
-# docs/RESULTS.md and docs/table2_*.png from runs/laptop/ (works on partial results)
+# docs/RESULTS.md and docs/table2_*.png from results/table2/laptop/ (works on partial results)
 table2-report: $(VENV)/.installed
-	$(BIN)/python scripts/collect_table2.py $(ARGS)
+	$(BIN)/python -m table2.report $(ARGS)
+
+manifest: $(VENV)/.installed
+	$(BIN)/python scripts/manifest.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache docs/course/tutorials

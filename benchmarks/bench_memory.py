@@ -5,7 +5,7 @@ Run from the repository root::
     python benchmarks/bench_memory.py            # full run (about a minute or two on 2 cores)
     python benchmarks/bench_memory.py --quick    # smoke run: the quickstart net, tiny T
 
-Every number is ``minimal_ep.memory.training_step_peak_mb``: one whole training step (network
+Every number is ``minimal_ep.run.memory.training_step_peak_mb``: one whole training step (network
 built, batch moved, gradient, SGD update) with its peak traced by ``tracemalloc`` on NumPy (the
 peak of the arrays alive at once) or the CuPy memory pool's total on a GPU. Spiking networks use the
 MSE loss, CRNNs cross-entropy, as in the paper.
@@ -18,29 +18,31 @@ MSE loss, CRNNs cross-entropy, as in the paper.
     spread of the peaks ((max - min) / min), a least-squares line (MB per step, intercept, R^2), and
     for BPTT the size of one step's tape predicted from the layer shapes.
 ``paths``
-    EP peak memory of the quickstart net and of Laborieux et al.'s 5x5 net on the fast path and on
-    the readable one (``fast.use(False)``): what the fast path's scratch buffers cost.
+    EP peak memory of the quickstart net, the figure campaign's five-layer max-pooling net (batch 25)
+    and Laborieux et al.'s 5x5 net on the fast path and on the readable one (``build_network(...,
+    fast=False)``): what the fast path's scratch buffers cost.
 ``table2``
     Paper Table II's protocol: batch 10, 2C2FC (128-256 channels, 512 hidden), EP T = 100+25+25,
     BPTT T = 150, next to the paper's numbers. The paper's are GPU totals with framework overhead
     (PyTorch, CUDA context, caching allocator); ours are the NumPy arrays alone: compare the ratios
     BPTT / EP, not the megabytes. Not run with ``--quick``.
 
-The results go to ``benchmarks/results/memory.json`` (``--out`` to change; with ``--quick`` the
-default is ``benchmarks/results/quick/memory.json``).
+The results go to ``results/benchmarks/memory.json`` (``--out`` to change; with ``--quick`` the
+default is ``results/benchmarks/quick/memory.json``).
 """
 import time
 
-from benchlib import common, nets
+from benchmarks.benchlib import common, nets
 
-from minimal_ep import backend, build_network, fast
-from minimal_ep.memory import MODES, training_step_peak_mb
+from minimal_ep import backend, build_network
+from minimal_ep.run.memory import MODES, training_step_peak_mb
 
 # The architectures alone: training_step_peak_mb chooses spiking, the loss (MSE for SNNs, CE for
 # CRNNs, as in the paper) and the seed itself.
 QUICKSTART = {k: v for k, v in nets.QUICKSTART.items() if k not in ("spiking", "loss", "seed")}
 PAPER_2C2FC = {k: v for k, v in nets.PAPER_2C2FC.items() if k not in ("spiking", "loss", "seed")}
 LABORIEUX_5X5 = {k: v for k, v in nets.LABORIEUX_5X5.items() if k not in ("spiking", "loss", "seed")}
+FIGURE_MAX = {k: v for k, v in nets.figure_recipe("snn_max")[0].items() if k not in ("spiking", "loss", "seed")}
 
 # Paper Table II, MEM column (MB): GPU totals of the paper's PyTorch code.
 PAPER_TABLE2_MB = {"SNN EP": 321.0, "SNN BPTT": 2171.0, "CRNN EP": 309.0, "CRNN BPTT": 3018.0}
@@ -49,7 +51,7 @@ LINEAR_R2 = 0.99               # BPTT: R^2 of the straight line through the swee
 
 
 def settings(quick):
-    paths = dict(nets={"quickstart": QUICKSTART, "laborieux-5x5": LABORIEUX_5X5},
+    paths = dict(nets={"quickstart": QUICKSTART, "figure-max": FIGURE_MAX, "laborieux-5x5": LABORIEUX_5X5},
                  batch=4 if quick else 50, T_free=2 if quick else 10, T_nudge=1 if quick else 3)
     if quick:
         return dict(sweep=dict(arch=QUICKSTART, batch=20, Ts=(6, 12, 18)), table2=None, paths=paths)
@@ -161,9 +163,9 @@ def run_paths(cfg):
     rows = []
     for name, arch in cfg["nets"].items():
         for mode in ("SNN EP", "CRNN EP"):
-            for path, enabled in (("fast", True), ("readable", False)):
-                with fast.use(enabled):
-                    mb, secs = peak(mode, cfg["batch"], arch, T_free=cfg["T_free"], T_nudge=cfg["T_nudge"])
+            for path, fast in (("fast", True), ("readable", False)):
+                mb, secs = peak(mode, cfg["batch"], dict(arch, fast=fast), T_free=cfg["T_free"],
+                                T_nudge=cfg["T_nudge"])
                 rows.append(dict(net=name, mode=mode, path=path, peak_mb=mb, wall_s=secs))
     return dict(cfg, nets=list(cfg["nets"]), rows=rows)
 
@@ -220,7 +222,8 @@ def print_table(result):
 def build_parser():
     p = common.Parser(prog="bench_memory.py", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="quickstart net, tiny T, no Table II: a smoke run")
-    p.add_argument("--out", help="JSON output (default results/memory.json; --quick: results/quick/)")
+    p.add_argument("--out", help="JSON output (default results/benchmarks/memory.json; --quick: "
+                                 "results/benchmarks/quick/)")
     return p
 
 

@@ -1,8 +1,8 @@
-"""Benchmark symmetric EP training batches of the issue's nets, and the same batches on a baseline commit.
+"""Benchmark symmetric EP training batches of the issues' nets, and the same batches on baseline commits.
 
 Run from the repository root (``benchmarks/run.py`` runs it with 2 BLAS threads)::
 
-    python benchmarks/bench_network.py                    # every net, A/B against fbe01e1
+    python benchmarks/bench_network.py                    # every net, A/B against 9374924 (and fbe01e1)
     python benchmarks/bench_network.py --quick            # tiny batches: a smoke run (seconds)
     python benchmarks/bench_network.py --nets quickstart-snn,laborieux-5x5 --baseline none
 
@@ -18,23 +18,24 @@ library only (``ep_gradients`` + ``optim.SGD(...).step``):
   and the fraction of the float32 GEMM peak measured in the same run.
 * **where the time goes**: one batch under cProfile, its time split into GEMM, layout, pooling,
   element-wise dynamics and the rest (``breakdown.py``; NumPy only, GPU work is asynchronous).
-* **A/B** (``ab.py``): the same batch of every net for ``--baseline`` (default fbe01e1) and for this
-  checkout, alternately in child processes; medians and per-pair speedups.
+* **A/B** (``ab.py``): the same batch of every net for each ``--baseline`` commit (default 9374924
+  for every net, fbe01e1 for the Laborieux nets) and for this checkout, interleaved in child
+  processes; medians and per-pair speedups.
 
 The in-process measurements use this process's BLAS threads; ``--threads`` sets the A/B children's
-(default: the same as this process, or 2). Results: ``results/network.json`` (``--out``).
+(default: the same as this process, or 2). Results: ``results/benchmarks/network.json`` (``--out``).
 """
 import statistics
 import sys
 
-from benchlib import common
-from benchlib import nets as netlib
-from benchlib.ab import DEFAULT_BASELINE, resolve_commit, run_ab
-from benchlib.breakdown import profile_batch
-from benchlib.common import Parser, positive_int
-from benchlib.flops import batch_flops
+from benchmarks.benchlib import common
+from benchmarks.benchlib import nets as netlib
+from benchmarks.benchlib.ab import resolve_commit, run_ab
+from benchmarks.benchlib.breakdown import profile_batch
+from benchmarks.benchlib.common import Parser, positive_int
+from benchmarks.benchlib.flops import batch_flops, is_fast
 
-from minimal_ep import backend, ep_gradients, fast, optim
+from minimal_ep import backend, ep_gradients, optim
 
 
 def measure(net, xp, repeats, profile=True):
@@ -69,7 +70,7 @@ def measure(net, xp, repeats, profile=True):
            "step_s": step_s, "fixed_s": fixed_s,
            "samples_per_s": net.batch / batch_s, "flops": count,
            "gflops": count["batch"] / batch_s / 1e9, "fraction_of_peak": None,
-           "fast_path": fast.ENABLED, "breakdown": None}
+           "fast_path": any(is_fast(layer) for layer in model.layers[1:]), "breakdown": None}
     if profile and backend.get_backend() == "numpy":
         row["breakdown"] = profile_batch(batch(T_free, T_nudge))
         row["breakdown"]["T_free"], row["breakdown"]["T_nudge"] = T_free, T_nudge
@@ -80,9 +81,10 @@ def run(args):
     """Every measurement of the run, as the dict written to JSON (UsageError before any, on bad input)."""
     xp = backend.get_xp()
     chosen = netlib.select(args.nets, args.quick)
-    if args.baseline.lower() != "none":
-        resolve_commit(args.baseline)
-    threads = args.threads or common.blas_threads() or netlib.TARGET_THREADS
+    refs = netlib.parse_baselines(args.baseline)
+    for ref in refs:
+        resolve_commit(ref)                             # bad input: before anything runs
+    threads = args.threads or [common.blas_threads() or netlib.DEFAULT_THREADS]
     start = common.usage()
     peak_n, peak_r = (512, 2) if args.quick else (2048, 10)
     peak = common.gemm_peak(xp, peak_n, peak_r)
@@ -96,11 +98,11 @@ def run(args):
     for row in rows:
         row["fraction_of_peak"] = row["gflops"] / best
     ab = None
-    if args.baseline.lower() != "none":
-        print(f"  A/B against {args.baseline}, {threads} BLAS thread(s) ...", flush=True)
-        ab = run_ab(chosen, args.baseline, args.ab_repeats or (2 if args.quick else 5), threads,
+    if refs:
+        print(f"  A/B against {', '.join(refs)}, {'/'.join(map(str, threads))} BLAS thread(s) ...", flush=True)
+        ab = run_ab(netlib.ab_plan(chosen, refs), args.ab_repeats or (2 if args.quick else 5), threads,
                     one_child_per_net=not args.quick)
-    load = common.load_record(start, threads)
+    load = common.load_record(start, max(threads))
     return {"created": common.now(), "machine": common.machine_info(xp), "quick": args.quick,
             "dtype": "float32", "beta": netlib.BETA, "estimator": "symmetric",
             "threads": common.blas_threads(), "gemm_peak": peak, "gemm_peak_end": peak_end,
@@ -122,28 +124,31 @@ def print_table(result, out=sys.stdout):
         print(f"{r['name']:<20} {r['batch']:>4} {r['T_free']:>4}+2x{r['T_nudge']:<4} {1e3 * r['batch_s']:9.1f} "
               f"{1e3 * r['step_s']:8.2f} {r['flops']['per_step'] / 1e6:10.1f} {r['gflops']:8.1f} "
               f"{100 * r['fraction_of_peak']:5.1f}% {gemm}" + (" *" if r["extrapolated"] else ""), file=out)
-    if result["ab"]:
-        ab = result["ab"]
-        print(f"A/B vs {ab['baseline']['ref']} ({ab['threads']} threads, {ab['repeats']} pairs): "
-              "median batch s baseline / current, speedup", file=out)
-        for r in ab["nets"]:
+    ab = result["ab"]
+    for base in (ab or {}).get("comparisons", []):
+        print(f"A/B vs {base['ref']} ({base['threads']} thread(s), {ab['repeats']} pairs): "
+              "median batch s baseline / current, speedup (range)", file=out)
+        for r in base["nets"]:
             print(f"  {r['net']:<20} {r['baseline_median_s']:8.3f} / {r['current_median_s']:8.3f}  "
-                  f"{r['speedup_median']:5.2f}x", file=out)
+                  f"{r['speedup_median']:5.2f}x ({min(r['speedups']):.2f}-{max(r['speedups']):.2f})", file=out)
     common.warn_if_busy(result["load"], out)
 
 
 def build_parser():
     p = Parser(prog="bench_network.py", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny batches, a few steps: a smoke run")
-    p.add_argument("--out", help="JSON output (default results/network.json; --quick: results/quick/)")
+    p.add_argument("--out", help="JSON output (default results/benchmarks/network.json; --quick: "
+                                 "results/benchmarks/quick/)")
     p.add_argument("--nets", type=lambda s: [n.strip() for n in s.split(",") if n.strip()],
                    help="comma-separated subset of: " + ", ".join(netlib.BY_NAME))
     p.add_argument("--repeats", type=positive_int, help="timed batches per net (default 3, --quick 1)")
-    p.add_argument("--baseline", default=DEFAULT_BASELINE,
-                   help=f"commit to A/B against (default {DEFAULT_BASELINE}); 'none' skips the A/B")
+    p.add_argument("--baseline", default=",".join(netlib.DEFAULT_BASELINES),
+                   help="commits to A/B against, comma-separated: the first on every net, the others on the "
+                        f"nets compared with them (default {','.join(netlib.DEFAULT_BASELINES)}); 'none' skips the A/B")
     p.add_argument("--ab-repeats", type=positive_int, help="A/B pairs per net (default 5, --quick 2)")
-    p.add_argument("--threads", type=positive_int,
-                   help="BLAS threads of the A/B children (default: this process's, else 2)")
+    p.add_argument("--threads", type=common.thread_counts,
+                   help="BLAS threads of the A/B children, comma-separated for several (2,1: each repetition "
+                        "runs both; default: this process's, else 2)")
     p.add_argument("--no-profile", action="store_true", help="skip the cProfile breakdown")
     return p
 

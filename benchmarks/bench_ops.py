@@ -8,28 +8,32 @@ Run from the repository root::
 Shapes: the two conv layers of the paper's 2C2FC (3x3, batch 125) and of Laborieux et al.'s MNIST
 net (5x5, 1 -> 32 -> 64 channels on 28x28 and 12x12 maps, batch 100). For each:
 
-* the ops ``conv2d``, ``conv_transpose2d``, ``conv2d_weight`` on both paths (``fast.use(True)``,
-  ``fast.use(False)``: the readable im2col of conv.py), with GFLOP/s (2 N C_out C KH KW OH OW each)
-  and the fraction of the float32 GEMM peak of the same run; the pooling ops with their bandwidth.
-* a conv layer's three routes (forward, backward, dPhi/dw) in three forms: ``fused`` (the fast
-  path's layer: ``fused.ConvAvgPool``, one stride-F convolution, or ``fused.ConvMaxPool``),
-  ``two-step`` (``layers.ConvPool``: convolution then pooling, fast ops) and ``readable``
-  (``ConvPool`` on the readable path), for average and for max pooling.
+* the ops ``conv2d``, ``conv_transpose2d``, ``conv2d_weight`` on both paths (``fast``: those of
+  :mod:`minimal_ep.fast.ops`; ``readable``: the im2col of :mod:`minimal_ep.conv`), with GFLOP/s
+  (2 N C_out C KH KW OH OW each) and the fraction of the float32 GEMM peak of the same run; the
+  pooling ops of :mod:`minimal_ep.pooling` (``readable``) and of the fast path (``fast``: max pooling
+  with its offsets and max-unpooling, on the layout the fast layers keep the map in) with the
+  bandwidth of the bytes they must read and write.
+* a conv layer's three routes (forward, backward, dPhi/dw) in two forms: ``fused`` (the fast path's
+  layer, ``minimal_ep.fast.fast_layer(layer)``: ``ConvAvgPool``, one stride-F convolution, or
+  ``ConvMaxPool``) and ``readable`` (``layers.ConvPool``: convolution then pooling, the readable
+  ops), for average and for max pooling.
 
 Median of the timed calls after one warm-up call; scratch buffers are cleared before each shape.
-Results: ``results/ops.json`` (``--out``). The backend is the active one (``MINIMAL_EP_BACKEND``).
+Results: ``results/benchmarks/ops.json`` (``--out``). The backend is the active one
+(``MINIMAL_EP_BACKEND``).
 """
 import statistics
 import sys
 
 import numpy
 
-from benchlib import common
-from benchlib.common import Parser, positive_int
-from benchlib.flops import layer_routes
+from benchmarks.benchlib import common
+from benchmarks.benchlib.common import Parser, positive_int
+from benchmarks.benchlib.flops import layer_routes
 
-from minimal_ep import backend, fast, fused
-from minimal_ep.conv import conv2d, conv2d_weight, conv_transpose2d
+from minimal_ep import backend, conv, fast
+from minimal_ep.fast import ops as fast_ops
 from minimal_ep.layers import ConvPool
 from minimal_ep.pooling import AvgPool, MaxPool, avg_pool2d, avg_unpool2d, max_pool2d, max_unpool2d
 
@@ -40,13 +44,12 @@ LAYERS = {
     "laborieux conv1": dict(C=1, H=28, C_out=32, K=5, pad=0, N=100),    # 28 -> 24 -> 12
     "laborieux conv2": dict(C=32, H=12, C_out=64, K=5, pad=0, N=100),   # 12 -> 8 -> 4
 }
-PATHS = {"fast": True, "readable": False}
-FORMS = {"fused": (True, True), "two-step": (False, True), "readable": (False, False)}   # (fused, fast)
+PATHS = ("fast", "readable")
+FORMS = ("fused", "readable")            # fast.fast_layer(layer), layer
 
 
-def _timed(fn, xp, repeats, enabled):
-    with fast.use(enabled):
-        times = common.time_call(fn, xp, repeats)
+def _timed(fn, xp, repeats):
+    times = common.time_call(fn, xp, repeats)
     return {"median_s": statistics.median(times), "min_s": min(times), "repeats": repeats}
 
 
@@ -59,22 +62,36 @@ def op_rows(name, spec, N, xp, repeats):
     x, w, gy = draw(N, C, H, H), draw(C_out, C, K, K), draw(N, C_out, OH, OH)
     flops = 2 * N * C_out * C * K * K * OH * OH
     rows = []
-    ops = {"conv2d": lambda: conv2d(x, w, padding=pad),
-           "conv_transpose2d": lambda: conv_transpose2d(gy, w, padding=pad, output_size=(H, H)),
-           "conv2d_weight": lambda: conv2d_weight(x, gy, K, padding=pad)}
-    for path, enabled in PATHS.items():
-        for op, fn in ops.items():
-            rows.append(dict(layer=name, op=op, path=path, flops=flops, **_timed(fn, xp, repeats, enabled)))
-    pooled, idx = max_pool2d(gy, 2)
-    big, small, ib = gy.nbytes, pooled.nbytes, idx.nbytes
-    pools = {"max_pool2d": (lambda: max_pool2d(gy, 2), big + small + ib),
-             "max_unpool2d": (lambda: max_unpool2d(pooled, idx, 2, (OH, OH)), big + small + ib),
-             "avg_pool2d": (lambda: avg_pool2d(gy, 2), big + small),
-             "avg_unpool2d": (lambda: avg_unpool2d(pooled, 2, output_size=(OH, OH)), big + small)}
-    for op, (fn, nbytes) in pools.items():
-        t = _timed(fn, xp, repeats, True)
-        rows.append(dict(layer=name, op=op, path="-", bytes=nbytes, gbytes_per_s=nbytes / t["median_s"] / 1e9,
+    ops = {"readable": {"conv2d": lambda: conv.conv2d(x, w, padding=pad),
+                        "conv_transpose2d": lambda: conv.conv_transpose2d(gy, w, padding=pad, output_size=(H, H)),
+                        "conv2d_weight": lambda: conv.conv2d_weight(x, gy, K, padding=pad)},
+           "fast": {"conv2d": lambda: fast_ops.conv2d(x, w, 1, pad),
+                    "conv_transpose2d": lambda: fast_ops.conv_transpose2d(gy, w, x.shape, 1, pad),
+                    "conv2d_weight": lambda: fast_ops.conv2d_weight(x, gy, K, K, 1, pad)}}
+    for path in PATHS:
+        for op, fn in ops[path].items():
+            rows.append(dict(layer=name, op=op, path=path, flops=flops, **_timed(fn, xp, repeats)))
+    for path, op, fn, nbytes in pooling_ops(gy, 2):
+        t = _timed(fn, xp, repeats)
+        rows.append(dict(layer=name, op=op, path=path, bytes=nbytes, gbytes_per_s=nbytes / t["median_s"] / 1e9,
                          **t))
+    return rows
+
+
+def pooling_ops(z, F):
+    """[(path, op, call, bytes it must read and write)] of the pooling ops on the conv output z (N, C, H, W)."""
+    OH = z.shape[2]
+    pooled, idx = max_pool2d(z, F)
+    big, small, ib = z.nbytes, pooled.nbytes, idx.nbytes
+    rows = [("readable", "max_pool2d", lambda: max_pool2d(z, F), big + small + ib),
+            ("readable", "max_unpool2d", lambda: max_unpool2d(pooled, idx, F, (OH, OH)), big + small + ib),
+            ("readable", "avg_pool2d", lambda: avg_pool2d(z, F), big + small),
+            ("readable", "avg_unpool2d", lambda: avg_unpool2d(pooled, F, output_size=(OH, OH)), big + small)]
+    z_fast = fast_ops.to_batch_last(z, role="bench_z").copy()          # the layout the fast layers pool in
+    p_fast, i_fast = fast_ops.max_pool_bl(z_fast, F)
+    rows += [("fast", "max_pool2d", lambda: fast_ops.max_pool_bl(z_fast, F), big + small + ib),
+             ("fast", "max_unpool2d", lambda: fast_ops.max_unpool_bl(p_fast, i_fast, F, (OH, OH)),
+              big + small + ib)]
     return rows
 
 
@@ -88,16 +105,15 @@ def route_rows(name, spec, N, xp, repeats):
         x = xp.asarray(rng.random((N, C, H, H), dtype=numpy.float32))
         w = xp.asarray(rng.random(plain.weight_shape, dtype=numpy.float32) * 0.1)
         s = xp.asarray(rng.random((N,) + plain.shape, dtype=numpy.float32))
-        for form, (use_fused, enabled) in FORMS.items():
-            layer = fused.fused(plain) if use_fused else plain
-            with fast.use(enabled):
-                idx = layer.forward(w, x)[1]
-                counts = {r: sum(f for _, f, _ in p) for r, p in layer_routes(layer, N).items()}
+        for form in FORMS:
+            layer = fast.fast_layer(plain) if form == "fused" else plain
+            idx = layer.forward(w, x)[1]
+            counts = {r: sum(f for _, f, _ in p) for r, p in layer_routes(layer, N).items()}
             calls = {"forward": lambda: layer.forward(w, x), "backward": lambda: layer.backward(w, s, idx),
                      "dphi_dw": lambda: layer.dphi_dw(w, x, s)}
             for route, fn in calls.items():
                 rows.append(dict(layer=name, op=f"{type(pool).__name__} {route}", path=form,
-                                 flops=counts[route], **_timed(fn, xp, repeats, enabled)))
+                                 flops=counts[route], **_timed(fn, xp, repeats)))
         fast.clear_scratch()
     return rows
 
@@ -141,7 +157,8 @@ def print_table(result, out=sys.stdout):
 def build_parser():
     p = Parser(prog="bench_ops.py", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="batch 4, 2 calls per op: a smoke run")
-    p.add_argument("--out", help="JSON output (default results/ops.json; --quick: results/quick/)")
+    p.add_argument("--out", help="JSON output (default results/benchmarks/ops.json; --quick: "
+                                 "results/benchmarks/quick/)")
     p.add_argument("--batch", type=positive_int, help="batch of every shape (default 125 / 100, --quick 4)")
     p.add_argument("--repeats", type=positive_int, help="timed calls per op (default 10, --quick 2)")
     return p

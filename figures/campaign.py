@@ -11,8 +11,8 @@ Each network is measured on the same ``--sets`` disjoint sets of random training
 quantity gets a mean and a sample standard deviation (ddof = 1) over the sets and, where a
 configuration has several seeds, over the seeds (of the per-seed means). Per-channel sums are kept
 for seed 0 only (channels of different seeds are different features). One measurement of one set is
-cached in ``OUT/.cache`` under a hash of the weights, the configuration, the dynamics and the samples,
-so fig3 reuses what fig2 measured.
+cached in ``OUT/.cache`` (results/figures/.cache by default, git-ignored) under a hash of the weights,
+the configuration, the dynamics and the samples, so fig3 reuses what fig2 measured.
 """
 import hashlib
 import json
@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from minimal_ep import backend
-from minimal_ep.train import atomic_write
+from minimal_ep.run.runs import atomic_write
 
 from figures import nets, routes
 
@@ -141,7 +141,7 @@ def run(args, selected, names, log=print):
     raw, built = {}, {}
     for g, name, k, src in units(selected, args.shared, names, groups):
         net, dyn = src.network(name), src.dynamics
-        if layers is not None and any(not (net.is_conv(n) and n < net.n_layers) for n in layers):
+        if layers is not None and any(not (1 <= n <= net.n_conv and n < net.n_layers) for n in layers):
             raise nets.FigureError(f"--layers {args.layers}: only conv layers below the top (1..{net.n_conv})")
         t = time.perf_counter()
         ms = [measure_cached(net, dyn, x, y, layers, args.batch_size, cache) for x, y in sets]

@@ -2,11 +2,13 @@
 
 Import this module first: it pins BLAS to one thread before NumPy is imported (the matrices are
 small, and a multi-threaded OpenBLAS spin-waits on a busy 2-core machine; spiking nets trained in
-float32 are also chaotic enough that the thread count changes their numbers).
+float32 are also chaotic enough that the thread count changes their numbers). It hands on the
+argument parsing of ``minimal-ep`` (``Parser``: one-line errors, status 2; the argparse types
+``int_at_least`` and ``finite_float``), so the scripts need not import it after NumPy.
 
 Which networks a script measures (:func:`nets.select`):
 
-    (default)              the trained checkpoints in figures/checkpoints/ (``make checkpoints``):
+    (default)              the trained checkpoints in results/figures/checkpoints/ (``make checkpoints``):
                            NAME/checkpoint.npz for NAME in crnn_max, snn_max, snn_avg, crnn_avg, and
                            the other training seeds in NAME_seedK/
     --checkpoint-dir DIR   the same layout in another folder (the tests use tiny ones)
@@ -22,8 +24,12 @@ Which networks a script measures (:func:`nets.select`):
 The phase dynamics always come from the checkpoint's or the config's values (for the figure configs
 Table I's phases and beta with eps = lam = 0.1), never from a constant in a script. Bad input exits
 with status 2 and one line.
+
+Outputs go to results/figures/ (``--out``): NAME.png, NAME.pdf, and with ``--json`` every number;
+the measurement cache of Figs. 2-3 to results/figures/.cache (git-ignored).
 """
 import argparse
+import json
 import os
 import pathlib
 import sys
@@ -32,19 +38,18 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-FIG_DIR = pathlib.Path(__file__).resolve().parent
-REPO = FIG_DIR.parent
-DEFAULT_OUT = FIG_DIR / "out"
-DEFAULT_CHECKPOINTS = FIG_DIR / "checkpoints"
+from minimal_ep.run.cli import Parser, finite_float, int_at_least  # noqa: E402,F401  (after the pins)
+from minimal_ep.run.runs import atomic_write  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+RESULTS = REPO / "results" / "figures"
+DEFAULT_OUT = RESULTS                              # NAME.png, NAME.pdf, NAME.json; .cache/
+DEFAULT_CHECKPOINTS = RESULTS / "checkpoints"      # make checkpoints (figures/make_checkpoints.py)
+PROBES = RESULTS / "probes"                        # init/, lr/, trial_diagnoses/ (docs/FIGURES.md)
 
 
 class FigureError(Exception):
     """Bad input to a figure script: printed as one line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):                      # one line, status 2 (argparse prints usage too)
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def parser(description, samples, fast_samples, sets=5, batch_size=100):
@@ -57,9 +62,11 @@ def parser(description, samples, fast_samples, sets=5, batch_size=100):
     sets : int
         Default number of disjoint sample sets the samples are split into (the error bars).
     """
-    p = _Parser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    pos = int_at_least(1)
+    p = Parser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", action="append", default=None,
-                   help="a checkpoint.npz of minimal-ep train (repeatable; default: figures/checkpoints/)")
+                   help="a checkpoint.npz of minimal-ep train (repeatable; default: the runs of "
+                        "--checkpoint-dir)")
     p.add_argument("--checkpoint-dir", default=str(DEFAULT_CHECKPOINTS),
                    help="folder holding NAME/ and NAME_seedK/ runs (make checkpoints)")
     p.add_argument("--config", action="append", default=None,
@@ -69,16 +76,17 @@ def parser(description, samples, fast_samples, sets=5, batch_size=100):
                    help="override a key of every --config (repeatable), e.g. model.eps=0.3")
     p.add_argument("--data-dir", default=None,
                    help="MNIST folder (default: the config's data_dir, else data/mnist-10k)")
-    p.add_argument("--samples", type=int, default=None,
+    p.add_argument("--samples", type=pos, default=None,
                    help=f"random training samples measured (default {samples}; {fast_samples} with --fast)")
-    p.add_argument("--sets", type=int, default=None,
+    p.add_argument("--sets", type=pos, default=None,
                    help=f"disjoint sample sets the samples are split into, for the error bars "
                         f"(default {sets}; 2 with --fast)")
-    p.add_argument("--batch-size", type=int, default=batch_size, help="samples per phase (memory only)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random choice of samples")
+    p.add_argument("--batch-size", type=pos, default=batch_size, help="samples per phase (memory only)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the random choice of samples")
     p.add_argument("--fast", action="store_true",
                    help="a few samples, for the tests (seconds; the numbers are not meaningful)")
-    p.add_argument("--out", default=str(DEFAULT_OUT), help="directory for NAME.png and NAME.pdf")
+    p.add_argument("--out", default=str(DEFAULT_OUT),
+                   help="directory for NAME.png and NAME.pdf (and the measurement cache, OUT/.cache)")
     p.add_argument("--name", default=None, help="basename of the figure files (default: the script's)")
     p.add_argument("--no-plot", action="store_true", help="print the numbers, write no figure")
     p.add_argument("--json", default=None, help="also write every number to this JSON file")
@@ -94,9 +102,8 @@ def finish(p, argv):
         args.samples = fast_samples if args.fast else samples
     if args.sets is None:
         args.sets = 2 if args.fast else args._sets
-    if args.samples < 1 or args.sets < 1 or args.batch_size < 1 or args.samples < args.sets:
-        p.error(f"--samples ({args.samples}), --sets ({args.sets}) and --batch-size must be >= 1, "
-                "with at least one sample per set")
+    if args.samples < args.sets:
+        p.error(f"--samples ({args.samples}) must be at least --sets ({args.sets}): one sample per set")
     if args.config and args.checkpoint and len(args.config) > 1:
         p.error("with --checkpoint, give at most one --config (the dynamics every checkpoint is measured at)")
     if args.overrides and not args.config:
@@ -108,8 +115,6 @@ def save_json(args, data):
     """Write ``data`` to ``args.json`` (folders created, atomically); nothing without ``--json``."""
     if not args.json:
         return
-    import json
-    from minimal_ep.train import atomic_write
     path = pathlib.Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(data, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
@@ -118,7 +123,7 @@ def save_json(args, data):
 
 def run_main(main, argv=None):
     """Run ``main(argv)`` as a script: exit 0, or 2 with one line for bad input or missing files."""
-    from minimal_ep.datasets import DatasetNotFoundError
+    from minimal_ep.run.datasets import DatasetNotFoundError
     prog = pathlib.Path(sys.argv[0]).stem
     try:
         main(sys.argv[1:] if argv is None else argv)

@@ -1,8 +1,10 @@
 """Why does a configuration (not) learn? Settling, activity, route ratios and EP-vs-BPTT, per layer.
 
-For each network (default: the trained checkpoints in figures/checkpoints/; ``--history`` adds the
-initialisation and every epoch's checkpoint of each run, i.e. the numbers over training), on the same
-random training samples and at the network's own dynamics:
+For each network (default: the trained checkpoints in results/figures/checkpoints/; ``--history``
+measures each run over training instead: its stages RUN/stages/epoch_NNN.npz, written by
+make_checkpoints.py at the initialisation and after epochs 1, 2, 4, 8, ... and the last, then its
+checkpoint if that is not one of them), on the same random training samples and at the network's
+own dynamics:
 
     settling    per layer n, the residual ||xi_n^t - xi_n^{t-1}|| / sqrt(N) at the end of the free phase
                 and of the +beta and -beta nudged phases, also relative to ||xi_n|| / sqrt(N); the free
@@ -18,21 +20,20 @@ random training samples and at the network's own dynamics:
                 the last two steps of the free phase (how much the indices flicker at the free state)
     weights     per weight, ||w_n|| / ||w_n at initialisation|| (the same seed's initial weights)
 
-    python figures/diagnose.py                                   # the trained nets
-    python figures/diagnose.py --config configs/figures/snn_max.toml --samples 50   # at initialisation
-    python figures/diagnose.py --history --json figures/out/diagnose.json
-    python figures/diagnose.py --checkpoint RUN/checkpoint.npz --as crnn_max   # its weights, continuous
-    python figures/diagnose.py --checkpoint RUN/checkpoint.npz --phases 160 40  # longer phases settle?
+    python -m figures.diagnose                                   # the trained nets
+    python -m figures.diagnose --config configs/figures/snn_max.toml --samples 50   # at initialisation
+    python -m figures.diagnose --history --json results/figures/diagnose.json
+    python -m figures.diagnose --checkpoint RUN/checkpoint.npz --as crnn_max   # its weights, continuous
+    python -m figures.diagnose --checkpoint RUN/checkpoint.npz --phases 160 40  # longer phases settle?
 """
-import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from figures import cli  # noqa: E402  (first: it pins BLAS to one thread before NumPy is imported)
-import numpy as np  # noqa: E402
+from figures import cli  # (first: it pins BLAS to one thread before NumPy is imported)
+import numpy as np
 
-from minimal_ep import backend  # noqa: E402
-from figures import gradients, nets, plotting, routes  # noqa: E402
+from minimal_ep import backend
+from minimal_ep.network import check_input
+from figures import gradients, nets, plotting, routes
 
 NAME = "diagnose"
 SAMPLES, FAST_SAMPLES = 50, 4
@@ -89,7 +90,7 @@ def diagnose(src, x, y, args):
     """Every number of the module doc for one :class:`nets.Net` on the samples (x, y)."""
     net, dyn = src.network(args.as_), src.dynamics
     xb, yb = backend.to_device(x), backend.to_device(y)
-    free, out = phase(net, net.init_state(net.check_input(xb)), dyn["T_free"])
+    free, out = phase(net, net.init_state(check_input(net, xb)), dyn["T_free"])
     out = {"free": out}
     nudge = net.nudge_towards(yb, dyn["beta"])
     plus, out["plus"] = phase(net, free, dyn["T_nudge"], nudge)
@@ -158,18 +159,17 @@ def plot(results, caption, args):
 
 def main(argv=None):
     p = cli.parser(__doc__.split("\n")[0], SAMPLES, FAST_SAMPLES, batch_size=25)
-    p.add_argument("--history", action="store_true", help="also the init and every history/epoch_*.npz of each run")
+    p.add_argument("--history", action="store_true",
+                   help="each run's stages (RUN/stages/epoch_*.npz: init, epochs 1, 2, 4, ..., the last)")
     p.add_argument("--no-gradients", action="store_true", help="skip BPTT (the slow part)")
     p.add_argument("--as", dest="as_", choices=nets.NAMES, default=None,
                    help="measure the same weights as this configuration (only spiking and pooling change): "
                         "the control with identical weights")
-    p.add_argument("--phases", nargs=2, type=int, metavar=("T_FREE", "T_NUDGE"), default=None,
+    p.add_argument("--phases", nargs=2, type=cli.int_at_least(1), metavar=("T_FREE", "T_NUDGE"), default=None,
                    help="measure at these phase lengths instead of the config's (do longer phases settle?)")
     args = cli.finish(p, argv)
     selected = nets.select(args)
     if args.phases:
-        if min(args.phases) < 1:
-            raise cli.FigureError(f"--phases {args.phases[0]} {args.phases[1]}: both must be at least 1")
         for src in (src for ns in selected.values() for src in ns):
             src.cfg = nets.with_dynamics(src.cfg, T_free=args.phases[0], T_nudge=args.phases[1])
     todo = []
@@ -177,10 +177,9 @@ def main(argv=None):
         for src in ns:
             label = f"{nets.LABELS[name]} seed {src.seed}" + (f" as {nets.LABELS[args.as_]}" if args.as_ else "")
             label += f" T {args.phases[0]}+{args.phases[1]}" if args.phases else ""
-            hist = sorted(pathlib.Path(src.path).parent.glob("history/epoch_*.npz")) if args.history else []
-            todo += [(f"{label} init", src.initial())] if args.history else []
-            todo += [(f"{label} epoch {nets.from_checkpoint(h).epoch}", nets.from_checkpoint(h)) for h in hist]
-            todo += [] if hist else [(f"{label} epoch {src.epoch}", src)]
+            trail = nets.stages(src) if args.history else [src]
+            todo += [(f"{label} {'init' if args.history and s.epoch == 0 else f'epoch {s.epoch}'}", s)
+                     for s in trail]
     (x, y), = nets.sample_sets(todo[0][1].cfg, args.samples, 1, args.seed, args.data_dir)[0]
     results = {}
     for label, src in todo:

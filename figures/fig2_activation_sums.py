@@ -1,8 +1,8 @@
 """Paper Fig. 2: forward- and backward-route activations of the middle conv layers, per channel.
 
 The five-layer net (conv 16-32-64-128 -> dense 10; the middle conv layers n = 2, 3, 4 have 32-64-128
-channels), trained by ``make checkpoints`` (figures/checkpoints/). During the nudged phase, at each
-net's own dynamics (its config's), the two terms of layer n's total input (Eq. 9),
+channels), trained by ``make checkpoints`` (results/figures/checkpoints/). During the nudged phase,
+at each net's own dynamics (its config's), the two terms of layer n's total input (Eq. 9),
 
     Y_fwd = P(w_n * X_fwd),  X_fwd = s_{n-1};     Y_bwd = w_{n+1} ~* P^-1(X_bwd),  X_bwd = s_{n+1}
 
@@ -19,17 +19,15 @@ each configuration on its own trained weights (every seed), all four on identica
 each as mean +- std over the disjoint sample sets and, where there are several, over training seeds.
 Writes NAME.png (per-channel sums, ``--panels`` group) and NAME_ratios.png (every group).
 
-    python figures/fig2_activation_sums.py                       # figures/checkpoints/, 2000 samples
-    python figures/fig2_activation_sums.py --checkpoint runs/a/checkpoint.npz --checkpoint runs/b/checkpoint.npz
+    python -m figures.fig2_activation_sums                       # results/figures/checkpoints/, 2000 samples
+    python -m figures.fig2_activation_sums --checkpoint runs/a/checkpoint.npz --checkpoint runs/b/checkpoint.npz
 """
-import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from figures import cli  # noqa: E402  (first: it pins BLAS to one thread before NumPy is imported)
-import numpy as np  # noqa: E402
+from figures import cli  # (first: it pins BLAS to one thread before NumPy is imported)
+import numpy as np
 
-from figures import campaign, nets, plotting  # noqa: E402
+from figures import campaign, nets, plotting
 
 NAME = "fig2_activation_sums"
 SAMPLES, FAST_SAMPLES = 2000, 4
@@ -50,7 +48,7 @@ def _pm(q):
 
 
 def table(summary, log=print):
-    log(f"\nforward/backward ratios, mean +- std (over seeds where several, else over sample sets)")
+    log("\nforward/backward ratios, mean +- std (over seeds where several, else over sample sets)")
     log(f"{'group':6s} {'config':9s} {'layer':>5s} {'signed (paper)':>16s} {'step':>16s} {'tavg':>16s} seeds")
     for g, per in summary.items():
         for name, s in per.items():

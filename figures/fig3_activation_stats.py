@@ -14,17 +14,15 @@ seeds. The panels (A-D, as in the paper) show ``--panels`` weights; the right co
 std(Y)/std(X) in every weight group (own trained weights, identical trained weights, init). The
 paper: mean and std grow from X to Y much more in the SNN than in the CRNN.
 
-    python figures/fig3_activation_stats.py                      # figures/checkpoints/, 2000 samples
+    python -m figures.fig3_activation_stats                      # results/figures/checkpoints/, 2000 samples
 """
-import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from figures import cli  # noqa: E402  (first: it pins BLAS to one thread before NumPy is imported)
-import numpy as np  # noqa: E402
+from figures import cli  # (first: it pins BLAS to one thread before NumPy is imported)
+import numpy as np
 
-from figures import campaign, nets, plotting  # noqa: E402
-from figures.routes import KEYS  # noqa: E402
+from figures import campaign, nets, plotting
+from figures.routes import KEYS
 
 NAME = "fig3_activation_stats"
 SAMPLES, FAST_SAMPLES = 2000, 4

@@ -2,10 +2,10 @@
 
 Start the nudged phase at the free state s* and compare, step by step for t = 0..K-1,
 
-    EP    -(s_{t+1} - s_t) / (beta eps N)  and  -(dPhi/dw(s_{t+1}) - dPhi/dw(s_t)) / beta
+    EP    -(s_{t+1} - s_t) / (beta N)  and  -(dPhi/dw(s_{t+1}) - dPhi/dw(s_t)) / beta
           (minimal_ep.ep.ep_per_step_updates; "symmetric": the mean of the +beta and -beta updates)
-    BPTT  the gradients of the loss after K steps from s*, contributed by step K-t
-          (minimal_ep.bptt_gradients(..., state=s*, per_step=K))
+    BPTT  the gradients of the loss after K steps from s* with respect to the drive of layer n and
+          to w_n, contributed by step K-t (minimal_ep.bptt_gradients(..., state=s*, per_step=K))
 
 per layer state s_n and weight w_n, for a CRNN and an SNN with each pooling, all four on identical
 weights (the trained ``--shared`` net, float64) and at its config's dynamics: eps, lam, beta and
@@ -14,20 +14,18 @@ phase, up to O(beta); ``--eps 1 --beta 1e-4`` give its textbook conditions (over
 and written in the caption). Metrics (Laborieux et al. 2021): relative RMSE and sign-error fraction,
 and the cosine of the sums over the K steps, each mean +- std over ``--sets`` disjoint batches.
 
-    python figures/fig_gdd.py                                  # figures/checkpoints/, their configs' dynamics
-    python figures/fig_gdd.py --eps 1 --beta 1e-4 --T-free 300
+    python -m figures.fig_gdd                                  # results/figures/checkpoints/, their configs' dynamics
+    python -m figures.fig_gdd --eps 1 --beta 1e-4 --T-free 300
 """
-import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from figures import cli  # noqa: E402  (first: it pins BLAS to one thread before NumPy is imported)
-import numpy as np  # noqa: E402
+from figures import cli  # (first: it pins BLAS to one thread before NumPy is imported)
+import numpy as np
 
-from minimal_ep import backend, bptt_gradients  # noqa: E402
-from minimal_ep.ep import ep_per_step_updates  # noqa: E402
-from minimal_ep.gradcheck import cosine, gdd_metrics  # noqa: E402
-from figures import campaign, nets, plotting  # noqa: E402
+from minimal_ep import backend, bptt_gradients
+from minimal_ep.ep import ep_per_step_updates
+from minimal_ep.run.gradcheck import cosine, gdd_metrics
+from figures import campaign, nets, plotting
 
 NAME = "fig_gdd"
 SAMPLES, FAST_SAMPLES = 24, 4
@@ -38,10 +36,12 @@ METRICS = ("rmse_one_sided", "sign_err_one_sided", "cos_sum_one_sided", "rmse_sy
 def parse(argv):
     p = cli.parser(__doc__.split("\n")[0], SAMPLES, FAST_SAMPLES, sets=3)
     p.add_argument("--shared", default="crnn_max", choices=nets.NAMES, help="whose trained weights all four get")
-    p.add_argument("--eps", type=float, default=None, help="override the config's eps (all four nets)")
-    p.add_argument("--beta", type=float, default=None, help="override the config's beta")
-    p.add_argument("--T-free", type=int, default=None, help="override the config's T_free")
-    p.add_argument("--K", type=int, default=None, help="steps compared (default: the config's T_nudge)")
+    p.add_argument("--eps", type=cli.finite_float(0, 1), default=None,
+                   help="override the config's eps (all four nets)")
+    p.add_argument("--beta", type=cli.finite_float(nonzero=True), default=None, help="override the config's beta")
+    p.add_argument("--T-free", type=cli.int_at_least(1), default=None, help="override the config's T_free")
+    p.add_argument("--K", type=cli.int_at_least(1), default=None,
+                   help="steps compared (default: the config's T_nudge)")
     return cli.finish(p, argv)
 
 
@@ -52,7 +52,7 @@ def _host(seq):
 def compare(net, x, y, beta, T_free, K):
     """Per tensor: GDD metrics of the per-step EP updates (one-sided, symmetric) against BPTT; and the traces."""
     xb, yb = backend.to_device(x), backend.to_device(y)
-    free = net.free_phase(xb, T_free)
+    free, report = net.free_phase(xb, T_free)
     s_plus, p_plus = ep_per_step_updates(net, free, yb, beta, K)
     s_minus, p_minus = ep_per_step_updates(net, free, yb, -beta, K)
     _, rec = bptt_gradients(net, xb, yb, K, state=free, per_step=K)
@@ -67,7 +67,7 @@ def compare(net, x, y, beta, T_free, K):
         rows[name] = {"rmse_one_sided": r1, "sign_err_one_sided": e1, "cos_sum_one_sided": cosine(sum(one), sum(ref)),
                       "rmse_symmetric": r2, "sign_err_symmetric": e2, "cos_sum_symmetric": cosine(sum(sym), sum(ref))}
         seqs[name] = {"ep": np.stack(sym), "bptt": np.stack(ref)}
-    return rows, seqs, free.residual
+    return rows, seqs, report.residual
 
 
 def plot(results, caption, args):

@@ -1,6 +1,7 @@
 """The paper's pooling claim: max pooling breaks spiking EP, average pooling restores it.
 
-For the four trained five-layer nets of figures/checkpoints/ (CRNN/SNN x max/avg, every training seed):
+For the four trained five-layer nets of results/figures/checkpoints/ (CRNN/SNN x max/avg, every
+training seed):
 
     test error      at the end of training, from each run's metrics.jsonl (the test set and size of its
                     config), and the learning curves; mean +- std over the seeds
@@ -12,18 +13,16 @@ For the four trained five-layer nets of figures/checkpoints/ (CRNN/SNN x max/avg
 Cosines are measured on ``--sets`` disjoint sets of random training samples: mean over the sets per
 seed, then mean +- std over the seeds (a configuration with one seed: +- std over the sets).
 
-    python figures/fig_pooling_alignment.py                          # figures/checkpoints/
-    python figures/fig_pooling_alignment.py --checkpoint a/checkpoint.npz --checkpoint b/checkpoint.npz
+    python -m figures.fig_pooling_alignment                          # results/figures/checkpoints/
+    python -m figures.fig_pooling_alignment --checkpoint a/checkpoint.npz --checkpoint b/checkpoint.npz
 """
-import pathlib
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from figures import cli  # noqa: E402  (first: it pins BLAS to one thread before NumPy is imported)
-import numpy as np  # noqa: E402
+from figures import cli  # (first: it pins BLAS to one thread before NumPy is imported)
+import numpy as np
 
-from figures import campaign, gradients, nets, plotting  # noqa: E402
+from figures import campaign, gradients, nets, plotting
 
 NAME = "fig_pooling_alignment"
 SAMPLES, FAST_SAMPLES = 250, 4
@@ -74,7 +73,7 @@ def cosines(args, selected, groups, log=print):
                           "err": over["std"] if several else std_sets, "per_seed": [p["mean"] for p in per_seed],
                           "norm_ratio": float(ratio)}
             summary[g][name] = {"weights": res, "seeds": len(seeds), "dynamics": [s.dynamics for s, _ in seeds],
-                                "estimator": seeds[0][0].cfg["train"]["estimator"]}
+                                "estimator": seeds[0][0].cfg.train.estimator}
     desc = f"{sum(len(y) for _, y in sets)} random training samples of {source} in {len(sets)} disjoint sets"
     return summary, desc
 
@@ -141,8 +140,8 @@ def main(argv=None):
             print(f"  {g:4s} {nets.LABELS[name]:9s} " + "  ".join(
                 f"{w} {v['mean']:+.2f} +- {v['err']:.2f}" for w, v in c["weights"].items()))
     first = next(iter(selected.values()))[0]
-    test_what = (f"the first {first.cfg['data']['test_size'] or 'all'} test images of {first.cfg['data']['source']} "
-                 f"{first.cfg['data']['dataset']}")
+    test_what = (f"the first {first.cfg.data.test_size or 'all'} test images of {first.cfg.data.source} "
+                 f"{first.cfg.data.dataset}")
     fast = " [--fast: a few samples, numbers not meaningful]" if args.fast else ""
     caption = (
         f"Pooling claim. Net {plotting.arch_phrase(first.cfg)}, trained by symmetric EP at "

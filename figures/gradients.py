@@ -8,7 +8,7 @@ batches with the batch sizes as weights they are the gradients of the mean loss 
 import numpy as np
 
 from minimal_ep import backend, bptt_gradients, ep_gradients
-from minimal_ep.gradcheck import cosine
+from minimal_ep.run.gradcheck import cosine
 
 
 def alignment(net, x, y, cfg, batch_size):
@@ -20,7 +20,7 @@ def alignment(net, x, y, cfg, batch_size):
     x : (N, C, H, W) ndarray
         Samples in [0, 1] (host).
     y : (N,) int ndarray
-    cfg : dict
+    cfg : Config
         The resolved config whose ``train`` section gives estimator, beta, T_free, T_nudge.
     batch_size : int
         BPTT keeps every step's state: memory grows with batch_size * T_free.
@@ -30,12 +30,12 @@ def alignment(net, x, y, cfg, batch_size):
     dict
         ``{"w1": {"cos", "norm_ep", "norm_bptt", "batch_cos": [...]}, ...}``.
     """
-    t = cfg["train"]
+    t = cfg.train
     ep_sum, bp_sum, batch_cos = {}, {}, {}
     for i in range(0, len(y), batch_size):
         xb, yb = backend.to_device(x[i:i + batch_size]), backend.to_device(y[i:i + batch_size])
-        ep = ep_gradients(net, xb, yb, t["beta"], t["T_free"], t["T_nudge"], t["estimator"])
-        bp = bptt_gradients(net, xb, yb, t["T_free"])
+        ep = ep_gradients(net, xb, yb, t.beta, t.T_free, t.T_nudge, t.estimator)
+        bp = bptt_gradients(net, xb, yb, t.T_free)
         share = len(yb) / len(y)
         for k in ep:
             if not k.startswith("w"):

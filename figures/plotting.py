@@ -8,7 +8,7 @@ import textwrap
 
 import numpy as np
 
-from minimal_ep.train import atomic_write
+from minimal_ep.run.runs import atomic_write
 
 
 def new_figure(figsize):
@@ -74,8 +74,8 @@ def dynamics_phrase(dyn):
 
 def arch_phrase(cfg):
     """'conv16-32-64-128 (3x3, pad 1, 2x2 max pooling) -> dense 10, MSE' from a config."""
-    m = cfg["model"]
-    dense = " -> ".join(f"dense {h}" for h in list(m["hidden"]) + ([10] if m["loss"] == "mse" else []))
-    k, F = m["kernel_size"], m["pool_size"]
-    return (f"conv{'-'.join(map(str, m['conv_channels']))} ({k}x{k}, pad {m['padding']}, {F}x{F} pooling)"
-            f" -> {dense}, {m['loss'].upper()}")
+    m = cfg.model
+    dense = " -> ".join(f"dense {h}" for h in list(m.hidden) + ([10] if m.loss == "mse" else []))
+    k, F = m.kernel_size, m.pool_size
+    return (f"conv{'-'.join(map(str, m.conv_channels))} ({k}x{k}, pad {m.padding}, {F}x{F} pooling)"
+            f" -> {dense}, {m.loss.upper()}")

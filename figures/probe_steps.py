@@ -1,6 +1,6 @@
 """The first SGD steps of a figure net, one line per step: does it learn, collapse, or die?
 
-Trains a configuration (``minimal_ep.train.train_epoch``, the training loop itself) on ``--steps``
+Trains a configuration (``minimal_ep.run.train.train_epoch``, the training loop itself) on ``--steps``
 batches of ``--batch-size`` training images (the first steps x batch-size images, shuffled by
 ``--seed``) and records, per step, on that batch's free state, before the step's SGD update:
 
@@ -19,10 +19,10 @@ batches of ``--batch-size`` training images (the first steps x batch-size images
 
 docs/FIGURES.md ("Training recipe") chooses the figure nets' batch size and learning rates with it:
 
-    python figures/probe_steps.py --config configs/figures/crnn_avg.toml --steps 400 --batch-size 25 \\
-        --set "train.lr=[0.25, 0.15, 0.1, 0.02, 0.02]" --json figures/checkpoints/lr_probes/NAME.json
+    python -m figures.probe_steps --config configs/figures/crnn_avg.toml --steps 400 --batch-size 25 \\
+        --set "train.lr=[0.25, 0.15, 0.1, 0.02, 0.02]" --json results/figures/probes/lr/NAME.json
 
-    python figures/probe_steps.py --summarize figures/checkpoints/lr_probes/*.json   # the table
+    python -m figures.probe_steps --summarize results/figures/probes/lr/*.json   # the table
 
 Bad input exits with status 2 and one line.
 """
@@ -32,15 +32,14 @@ import shlex
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from figures import cli  # noqa: E402  (first: it pins BLAS to one thread before NumPy is imported)
-import numpy as np  # noqa: E402
+from figures import cli  # (first: it pins BLAS to one thread before NumPy is imported)
+import numpy as np
 
-from minimal_ep import backend, bptt_gradients  # noqa: E402
-from minimal_ep.config import resolve  # noqa: E402
-from minimal_ep.gradcheck import cosine  # noqa: E402
-from minimal_ep.optim import SGD  # noqa: E402
-from minimal_ep.train import load_data, network_from_config, train_epoch  # noqa: E402
+from minimal_ep import backend, bptt_gradients
+from minimal_ep.optim import SGD
+from minimal_ep.run.config import resolve
+from minimal_ep.run.gradcheck import cosine
+from minimal_ep.run.train import load_data, network_from_config, train_epoch
 
 
 def probe(cfg, steps, batch_size, seed=0, compare_bptt=0, log=print):
@@ -48,8 +47,8 @@ def probe(cfg, steps, batch_size, seed=0, compare_bptt=0, log=print):
 
     Parameters
     ----------
-    cfg : dict
-        A resolved configuration (not modified); the probe trains a copy with ``data.batch_size =
+    cfg : Config
+        A resolved configuration; the probe trains ``cfg.replace(...)`` with ``data.batch_size =
         batch_size``, ``data.shuffle = true`` and ``data.test_size = 1`` (it reads no test image).
     steps, batch_size : int
     seed : int
@@ -58,15 +57,15 @@ def probe(cfg, steps, batch_size, seed=0, compare_bptt=0, log=print):
     compare_bptt : int
         Every this many steps (0: never), also the cosine of the step's gradient with BPTT's.
     """
-    cfg = {section: dict(keys) for section, keys in cfg.items()}
-    cfg["data"].update(batch_size=batch_size, shuffle=True, test_size=1)     # no test images used
+    cfg = cfg.replace(**{"data.batch_size": batch_size, "data.shuffle": True,
+                         "data.test_size": 1})                                # no test images used
     data = load_data(cfg)
     n = steps * batch_size
     if n > len(data.y_train):
         raise ValueError(f"--steps {steps} x --batch-size {batch_size} = {n} images, but the training "
                          f"set has {len(data.y_train)}")
     net = network_from_config(cfg)
-    opt = SGD(net.params, cfg["train"]["lr"], cfg["train"]["momentum"])
+    opt = SGD(net.params, cfg.train.lr, cfg.train.momentum)
     records, clock = [], [time.process_time()]
 
     def record(b, xb, yb, free, grads):
@@ -83,7 +82,7 @@ def probe(cfg, steps, batch_size, seed=0, compare_bptt=0, log=print):
         now = time.process_time()
         rec["cpu"], rec["cos_bptt"] = now - clock[0], None
         if compare_bptt and b % compare_bptt == 0:
-            bp = bptt_gradients(net, xb, yb, cfg["train"]["T_free"])
+            bp = bptt_gradients(net, xb, yb, cfg.train.T_free)
             rec["cos_bptt"] = [cosine(backend.to_numpy(grads[k]).astype(np.float64),
                                       backend.to_numpy(bp[k]).astype(np.float64)) for k in ws]
         clock[0] = time.process_time()
@@ -131,35 +130,31 @@ def print_summary(paths, window=50, log=print):
 
 
 def main(argv=None):
-    p = cli._Parser(description=__doc__.split("\n")[0])
+    p = cli.Parser(description=__doc__.split("\n")[0])
     p.add_argument("--summarize", nargs="+", default=None, metavar="JSON",
                    help="print the table of these --json files (mean error per 50 steps, mean cosines); "
                         "train nothing")
     p.add_argument("--config", help="the configuration to train (TOML)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a key of the config (repeatable)")
-    p.add_argument("--steps", type=int, default=0, help="SGD steps")
-    p.add_argument("--batch-size", type=int, default=0, help="images per step")
-    p.add_argument("--seed", type=int, default=0, help="seed of the batches (not of the weights)")
+    p.add_argument("--steps", type=cli.int_at_least(1), help="SGD steps")
+    p.add_argument("--batch-size", type=cli.int_at_least(1), help="images per step")
+    p.add_argument("--seed", type=cli.int_at_least(0), default=0, help="seed of the batches (not of the weights)")
     p.add_argument("--data-dir", default=None, help="MNIST folder (default: the config's data_dir)")
-    p.add_argument("--compare-bptt", type=int, default=0, metavar="K",
+    p.add_argument("--compare-bptt", type=cli.int_at_least(0), default=0, metavar="K",
                    help="every K steps, the cosine of the gradient estimate with BPTT's (0: never)")
     p.add_argument("--json", default=None, help="write the command, config and records here")
     args = p.parse_args(argv)
     if args.summarize:
         return print_summary(args.summarize)
-    if not args.config:
-        p.error("give --config (or --summarize)")
-    if args.steps < 1 or args.batch_size < 1 or args.compare_bptt < 0:
-        p.error(f"--steps ({args.steps}) and --batch-size ({args.batch_size}) must be >= 1, "
-                f"--compare-bptt ({args.compare_bptt}) >= 0")
-    overrides = args.overrides + ([f'data.data_dir="{args.data_dir}"'] if args.data_dir else [])
-    cfg = resolve(args.config, overrides)
+    if not (args.config and args.steps and args.batch_size):
+        p.error("give --config, --steps and --batch-size (or --summarize)")
+    cfg = resolve(args.config, args.overrides, **{"data.data_dir": args.data_dir})
     start = time.process_time()
     records, cfg = probe(cfg, args.steps, args.batch_size, args.seed, args.compare_bptt)
     command = shlex.join(argv if argv is not None else sys.argv[1:])
     cli.save_json(args, {"command": f"python figures/probe_steps.py {command}",
-                         "cpu_seconds": time.process_time() - start, "config": cfg, "steps": records})
+                         "cpu_seconds": time.process_time() - start, "config": cfg.to_dict(), "steps": records})
     return records
 
 

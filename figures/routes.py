@@ -91,8 +91,8 @@ def measure(net, x, y, dyn, batch_size, layers=None):
     h = lambda a: backend.to_numpy(a).astype(np.float64)             # noqa: E731
     for i in range(0, len(y), batch_size):
         xb, yb = backend.to_device(x[i:i + batch_size]), backend.to_device(y[i:i + batch_size])
-        state = net.free_phase(xb, dyn["T_free"])
-        res_free.append(state.residual)
+        state, report = net.free_phase(xb, dyn["T_free"])
+        res_free.append(report.residual)
         nudge = net.nudge_towards(yb, dyn["beta"])
         tsum = {n: {k: 0.0 for k in KEYS} for n in layers}
         for _ in range(T):

@@ -1,6 +1,6 @@
 """``python -m minimal_ep <command>``: the same as the ``minimal-ep`` command."""
 import sys
 
-from .cli import main
+from .run.cli import main
 
 sys.exit(main())

@@ -11,9 +11,9 @@ KH, KW kernel height and width, OH, OW output height and width. (F is kept for t
 is the matrix product ``w.reshape(C_out, C*KH*KW) @ col[n]`` for every sample n.
 
 This module is the readable path: each op is a few lines around im2col or col2im. The same numbers,
-arranged for speed (the batch next to the pixels, reused buffers), are in :mod:`minimal_ep.fast`,
-which the ops hand over to when ``fast.ENABLED`` is true (the default; ``MINIMAL_EP_FAST=0`` or
-``fast.use(False)`` keeps everything here, for stepping through in a debugger).
+arranged for speed (the batch next to the pixels, reused buffers), are in :mod:`minimal_ep.fast.ops`;
+nothing here calls it. A network built with ``fast=True`` (the default of ``build_network``) swaps
+its conv layers for the fast ones; ``fast=False`` runs these ops, for stepping through in a debugger.
 
 ``conv_transpose2d`` is the exact adjoint of ``conv2d`` with respect to x,
 ``<conv2d(x, w), y> == <x, conv_transpose2d(y, w)>``: it multiplies by the transposed weight matrix
@@ -28,8 +28,8 @@ col2im adds with ``+=`` into the padded image one offset at a time, so overlappi
 summed in a fixed order, deterministically, and identically under CuPy (no scatter with
 duplicate indices).
 """
-from . import fast
 from .backend import get_array_module
+
 
 def _pair(v, name):
     """(v, v) for an int, or a validated pair."""
@@ -157,12 +157,9 @@ def conv2d(x, w, b=None, stride=1, padding=0):
     if b is not None and (b.shape != (C_out,) or b.dtype != x.dtype):
         raise ValueError(f"conv2d: b has shape {b.shape} and dtype {b.dtype}, expected ({C_out},) "
                          f"and {x.dtype}")
-    if fast.ENABLED:
-        y = fast.conv2d(x, w, stride, padding)
-    else:
-        w_mat = w.reshape(C_out, C * KH * KW)                    # (C_out, C*KH*KW)
-        col = im2col(x, KH, KW, stride, padding)                 # (N, C*KH*KW, OH*OW)
-        y = (w_mat @ col).reshape(N, C_out, OH, OW)              # one product per sample
+    w_mat = w.reshape(C_out, C * KH * KW)                        # (C_out, C*KH*KW)
+    col = im2col(x, KH, KW, stride, padding)                     # (N, C*KH*KW, OH*OW)
+    y = (w_mat @ col).reshape(N, C_out, OH, OW)                  # one product per sample
     if b is not None:
         y += b.reshape(1, C_out, 1, 1)
     return y
@@ -202,8 +199,6 @@ def conv_transpose2d(y, w, stride=1, padding=0, output_size=None):
     if H < 1 or W < 1 or _geometry(H, W, KH, KW, stride, padding, "conv_transpose2d") != (OH, OW):
         raise ValueError(f"conv_transpose2d: output_size {(H, W)} does not convolve back to "
                          f"{(OH, OW)} with kernel {KH}x{KW}, stride {stride}, padding {padding}")
-    if fast.ENABLED:
-        return fast.conv_transpose2d(y, w, (N, C, H, W), stride, padding)
     w_mat_T = w.reshape(C_out, C * KH * KW).T                             # (C*KH*KW, C_out)
     col = w_mat_T @ y.reshape(N, C_out, OH * OW)                          # (N, C*KH*KW, OH*OW)
     return col2im(col, (N, C, H, W), KH, KW, stride, padding)
@@ -238,8 +233,6 @@ def conv2d_weight(x, gy, kernel_size, stride=1, padding=0):
     if Ng != N or (OH, OW) != expected:
         raise ValueError(f"conv2d_weight: gy has shape {gy.shape}, expected ({N}, C_out, "
                          f"{expected[0]}, {expected[1]}) for x {x.shape} and a {KH}x{KW} kernel")
-    if fast.ENABLED:
-        return fast.conv2d_weight(x, gy, KH, KW, stride, padding)
     col = im2col(x, KH, KW, stride, padding)                               # (N, C*KH*KW, OH*OW)
     gw = xp.tensordot(gy.reshape(N, C_out, OH * OW), col, axes=((0, 2), (0, 2)))   # (C_out, C*KH*KW)
     return gw.reshape(C_out, C, KH, KW)

@@ -10,6 +10,7 @@ layer during a nudged phase (:class:`Nudge`). rho' = 1 on [0, 1], where xi lives
 rho'(xi) of Eq. 3 drops out (docs/equations.md §2).
 """
 import math
+import numbers
 from dataclasses import dataclass, field
 
 from .backend import get_array_module
@@ -39,19 +40,21 @@ def update(xi, drive, eps):
     return xp.clip(u, 0.0, 1.0, out=u)                                # Eq. 3, rho = hard sigmoid
 
 
-def update_vjp(xi_new, g):
-    """dL/du for the pre-clip value u of :func:`update`, given g = dL/dxi_new.
+def update_vjp(xi_new, g, eps):
+    """Back through :func:`update`: the cotangents (of xi, of drive), given g = dL/dxi_new.
 
-    The clip passes the gradient where u was strictly inside (0, 1), which is exactly where the
-    new state is: ``0 < xi_new < 1``. From u = (1-eps) xi + eps drive the caller then takes
-    dL/dxi = (1-eps) dL/du and dL/ddrive = eps dL/du.
+    With u = (1 - eps) xi + eps drive the pre-clip value, the clip passes the gradient where u was
+    strictly inside (0, 1), which is exactly where the new state is, ``0 < xi_new < 1``:
+
+        dL/du = g * 1[0 < xi_new < 1],    dL/dxi = (1 - eps) dL/du,    dL/ddrive = eps dL/du
     """
-    return g * ((xi_new > 0) & (xi_new < 1))
+    du = g * ((xi_new > 0) & (xi_new < 1))
+    return (1.0 - eps) * du, eps * du
 
 
 @dataclass
 class State:
-    """The state of a CRNN after some steps of a phase.
+    """What the dynamics of a CRNN carry from one step to the next.
 
     Attributes
     ----------
@@ -59,25 +62,46 @@ class State:
         ``xi[0]`` is the input x (N, C, H, W); ``xi[n]`` is layer n, (N, C_n, H_n, W_n) or (N, D_n).
     idx : list
         The max-pooling indices of the step that produced this state, per layer (None for average
-        pooling, dense layers and the state at rest).
-    residual : float
-        Per-sample L2 norm of the last step's change, ``||xi^t - xi^{t-1}|| / sqrt(N)``.
-    steps : int
-        Steps run in the phase that produced this state.
-    history : list of float
-        Per-step residuals, when the phase was asked to record them.
-    tally : object
-        Per-phase statistics (spiking networks: spike counts, see :meth:`spike_stats`).
+        pooling, dense layers and the state at rest). BPTT needs them to go back through that step.
     """
     xi: list
-    idx: list = None
-    residual: float = float("nan")
-    steps: int = 0
-    history: list = field(default_factory=list)
-    tally: object = None
+    idx: list
 
-    def copy(self):
-        return State([a.copy() for a in self.xi], self.idx, self.residual, self.steps, [])
+
+@dataclass
+class PhaseReport:
+    """What a phase reports beside its last state: how far it settled, and what it sent.
+
+    Attributes
+    ----------
+    steps : int
+        Steps run.
+    residual : float
+        Per-sample L2 norm of the last step's change, ``||xi^t - xi^{t-1}|| / sqrt(N)``.
+    history : list of float
+        Per-step residuals, when the phase was asked to record them (else empty).
+    spikes : SpikeTally or None
+        Spiking networks: the spikes and states summed over the phase (:meth:`spike_stats`).
+    """
+    steps: int
+    residual: float
+    history: list = field(default_factory=list)
+    spikes: object = None
+
+    def spike_stats(self):
+        """Per layer, the firing rate and mean ``|spike rate - rho(xi)|`` over the phase.
+
+        Returns
+        -------
+        list of dict
+            ``{"layer": n, "rate": mean spikes per neuron per step, "rate_error": mean over
+            neurons of |spike_count / T - mean_t xi|}`` for n = 1..L. Predictive coding makes the
+            spike count telescope, ``count - sum_t xi = (1 - lam)/lam (xi^T - xi^0) - (V^T - V^0)``,
+            so the error is O(1/T).
+        """
+        if self.spikes is None:
+            raise ValueError("spike_stats: this phase sent no spikes (a CRNN's phase)")
+        return self.spikes.stats(max(self.steps, 1))
 
 
 @dataclass(frozen=True)
@@ -91,9 +115,14 @@ class Nudge:
     beta: float
 
     def __post_init__(self):
-        beta = float(self.beta)
-        if beta == 0.0 or not math.isfinite(beta):
-            raise ValueError(f"beta must be a finite non-zero number, got {self.beta!r}")
+        if isinstance(self.beta, bool) or not isinstance(self.beta, numbers.Real):
+            raise TypeError(f"beta must be a real number, got {type(self.beta).__name__} {self.beta!r}")
+        beta, dtype = float(self.beta), getattr(self.target, "dtype", None)
+        floating = dtype is not None and dtype.kind == "f"
+        largest = float(get_array_module(self.target).finfo(dtype).max) if floating else math.inf
+        if beta == 0.0 or not (math.isfinite(beta) and abs(beta) <= largest):
+            raise ValueError("beta must be a finite non-zero number" + (f" with |beta| <= {largest:.3g} "
+                             f"(the largest {dtype})" if floating else "") + f", got {self.beta!r}")
         object.__setattr__(self, "beta", beta)
 
     def flipped(self):

@@ -13,6 +13,8 @@ from every internal variable of the free state (xi, d, V, spikes), and dPhi/dthe
 continuous states xi (Eq. 11). The readout of the cross-entropy loss lies outside Phi: its gradient
 is dL/dw_out averaged over the nudged states (docs/equations.md §2).
 """
+from .network import check_input, check_labels, check_steps
+
 ESTIMATORS = ("symmetric", "one-sided")
 
 
@@ -33,7 +35,8 @@ def ep_gradients(net, x, y, beta, T_free, T_nudge, estimator="symmetric", free_s
         Steps of the free phase and of each nudged phase.
     estimator : {"symmetric", "one-sided"}
     free_state : State, optional
-        A free state of ``net`` for this x, to skip the free phase (the training loop has one).
+        A free state of ``net`` for this x, to skip the free phase (the training loop has one); its
+        batch must be x's.
     return_states : bool
         Also return the states of the phases (keys "free", "plus" and, symmetric, "minus").
 
@@ -45,14 +48,19 @@ def ep_gradients(net, x, y, beta, T_free, T_nudge, estimator="symmetric", free_s
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; allowed: {', '.join(ESTIMATORS)}")
-    nudge = net.nudge_towards(y, beta)                               # checks y and beta, once
-    net.check_steps(T_nudge, "T_nudge")
+    x = check_input(net, x)
+    if free_state is not None and len(free_state.xi[0]) != len(x):
+        raise ValueError(f"free_state has a batch of {len(free_state.xi[0])} but x has {len(x)}: "
+                         "a free state of this x is needed")
+    y = check_labels(net, y, len(x))
+    nudge = net.nudge_towards(y, beta)                               # checks beta, once
+    check_steps(T_nudge, "T_nudge")
     if free_state is None:
-        free_state = net.free_phase(x, net.check_steps(T_free, "T_free"))
-    y, beta = net.check_labels(y, len(free_state.xi[0])), nudge.beta
-    states = {"free": free_state, "plus": net.relax(free_state, T_nudge, nudge)}
+        free_state = net.free_phase(x, check_steps(T_free, "T_free"))[0]
+    beta = nudge.beta
+    states = {"free": free_state, "plus": net.relax(free_state, T_nudge, nudge)[0]}
     if estimator == "symmetric":
-        states["minus"] = net.relax(free_state, T_nudge, nudge.flipped())
+        states["minus"] = net.relax(free_state, T_nudge, nudge.flipped())[0]
         other, scale = states["minus"], -1.0 / (2.0 * beta)          # Eq. 5
     else:
         other, scale = free_state, -1.0 / beta                       # Eq. 4
@@ -76,10 +84,10 @@ def ep_gradients(net, x, y, beta, T_free, T_nudge, estimator="symmetric", free_s
 def ep_per_step_updates(net, free_state, y, beta, K):
     """The per-step EP updates of a nudged phase started at a fixed point (GDD, docs/equations.md §3).
 
-    Returns, for t = 0..K-1, the state updates ``-(s_{t+1} - s_t) / (beta * eps * N)`` and the
-    weight updates ``-(dPhi/dtheta(s_{t+1}) - dPhi/dtheta(s_t)) / beta``: signed and scaled as
-    gradients of the batch-mean loss, so that they compare directly with the per-step BPTT
-    gradients of the last K steps (:func:`minimal_ep.bptt.bptt_gradients` with ``per_step=K``).
+    Returns, for t = 0..K-1, the state updates ``-(s_{t+1} - s_t) / (beta * N)`` and the weight
+    updates ``-(dPhi/dtheta(s_{t+1}) - dPhi/dtheta(s_t)) / beta``: signed and scaled as gradients of
+    the batch-mean loss, so that they compare directly with the per-step BPTT gradients of the last
+    K steps (:func:`minimal_ep.bptt.bptt_gradients` with ``per_step=K``: dL/d drive and dL/dtheta).
 
     Returns
     -------
@@ -90,10 +98,10 @@ def ep_per_step_updates(net, free_state, y, beta, K):
     nudge = net.nudge_towards(y, beta)
     beta, state = nudge.beta, free_state
     d_prev = net.dphi_dtheta(state)
-    scale = -1.0 / (beta * net.eps * len(y))
+    scale = -1.0 / (beta * len(y))
     out_s, out_p = [], []
     for _ in range(K):
-        nxt = net.relax(state, 1, nudge)
+        nxt = net.relax(state, 1, nudge)[0]
         d_next = net.dphi_dtheta(nxt)
         out_s.append([None] + [(b - a) * scale for a, b in zip(state.xi[1:], nxt.xi[1:])])
         out_p.append({k: -(d_next[k] - d_prev[k]) / beta for k in d_next})

@@ -20,17 +20,17 @@ sends spikes instead and wraps the same update in an encoder and a decoder.
 
 ``step`` is a pure function of the state: it returns a new :class:`State` and never changes the one
 it was given, so a phase is ``for t in range(T): state = net.step(state)`` and the free state can
-start as many nudged phases as needed.
+start as many nudged phases as needed. A phase (:meth:`relax`) returns its last state and, beside it,
+a :class:`PhaseReport` (how far it settled). Arguments from outside are checked once, where they
+enter (:func:`check_input`, :func:`check_labels`, :func:`check_steps`); the step itself checks nothing.
 """
 import numbers
 import warnings
 
 from .backend import default_rng, get_xp, resolve_dtype, to_device
-from .dynamics import Nudge, State, update
-from .fused import fused
+from .dynamics import Nudge, PhaseReport, State, update
 from .layers import ConvPool, Dense, MSEOutput, SoftmaxReadout
 from .pooling import POOLS
-
 
 
 class NotSettledWarning(UserWarning):
@@ -39,7 +39,30 @@ class NotSettledWarning(UserWarning):
 
 # ----------------------------------------------------------------------------- the network
 class ConvergentRNN:
-    """A convolutional convergent RNN (the paper's "CRNN"). Build it with :func:`build_network`.
+    """A convolutional convergent RNN (the paper's "CRNN"). Build it with ``minimal_ep.build_network``.
+
+    Parameters
+    ----------
+    input_shape : (C, H, W)
+    conv_channels : tuple of int
+    kernel_size, padding : int
+    pool : {"avg", "max"}
+    pool_size : int
+        F, the pooling window and stride.
+    alpha : float or None
+        Scale of average unpooling (Eq. 16); None is F*F, the exact adjoint.
+    hidden : tuple of int
+    n_classes : int
+    loss : {"mse", "ce"}
+    dtype : {"float32", "float64"}
+    seed : int or None
+        Seed of the host RNG that draws the initial weights.
+    eps : float
+        Step size of the dynamics (Eq. 3).
+    init_scale : float or sequence of float
+        Multiplies the Kaiming-uniform bound 1 / sqrt(fan_in), per weight when a sequence.
+    settle_tol : float or None
+        Warn (:class:`NotSettledWarning`) when a phase ends with a larger residual.
 
     Attributes
     ----------
@@ -63,12 +86,12 @@ class ConvergentRNN:
         self.kernel_size, self.padding, self.pool, self.F = kernel_size, padding, pool, pool_size
         self.eps, self.settle_tol, self.loss_name = eps, settle_tol, loss
         pooling = POOLS[pool](pool_size, alpha)                            # MaxPool or AvgPool
-        self.alpha = float(pool_size ** 2 if alpha is None else alpha)
+        self.alpha = getattr(pooling, "alpha", None)                       # None for max pooling
         self.n_conv = len(conv_channels)
         self.layers, shape = [None], self.input_shape
         for n, c in enumerate(conv_channels, start=1):
             _check_fits(n, shape, kernel_size, padding, pool_size)
-            self.layers.append(fused(ConvPool(shape, c, kernel_size, padding, pooling)))
+            self.layers.append(ConvPool(shape, c, kernel_size, padding, pooling))
             shape = self.layers[-1].shape
         widths = list(hidden) + ([n_classes] if loss == "mse" else [])
         for d in widths:
@@ -82,7 +105,6 @@ class ConvergentRNN:
             self.shapes.append(self.output.shape)
         self.params = self._init_params(seed, init_scale)
 
-    # ---------------------------------------------------------------- parameters
     def _init_params(self, seed, init_scale):
         """Kaiming-uniform initialisation as in PyTorch's conv and linear layers (a = sqrt(5)).
 
@@ -108,15 +130,9 @@ class ConvergentRNN:
     def w(self, n):
         return self.params[f"w{n}"]
 
-    def b(self, n):
-        return self.params[f"b{n}"]
-
-    def is_conv(self, n):
-        return 1 <= n <= self.n_conv
-
     def bias(self, n):
         """b_n shaped to broadcast against layer n."""
-        return self.layers[n].bias(self.b(n))
+        return self.layers[n].bias(self.params[f"b{n}"])
 
     # ---------------------------------------------------------------- routes and total inputs (Eq. 9)
     def forward_route(self, n, s_prev):
@@ -148,53 +164,13 @@ class ConvergentRNN:
         phi = [None] + [fwd[n] + self.backward_route(n, s[n + 1], idx[n + 1]) for n in range(1, L)]
         return phi + [fwd[L]], idx                                     # the top layer: no backward route
 
-    def total_inputs_vjp(self, s, idx, a):
-        """The vector-Jacobian product of :meth:`total_inputs`, BPTT's way back through Eq. 9.
-
-        Parameters
-        ----------
-        s : list of ndarray
-            The messages the total inputs were computed from (``s[0]``, the input, is not differentiated).
-        idx : list
-            The pooling indices of that step (fixed: argmax is piecewise constant).
-        a : list of ndarray
-            ``a[n]``, the cotangent of phi_n, shaped like layer n (a[0] unused).
-
-        Returns
-        -------
-        gs : list of ndarray
-            ``gs[n] = sum_m a[m] . dphi_m/ds_n`` for n = 1..L.
-        gw : dict
-            ``sum_m a[m] . dphi_m/dw_n`` for every recurrent layer's weight.
-        """
-        L, xp = self.n_layers, self.xp
-        gs = [None] + [xp.zeros_like(v) for v in s[1:L + 1]]
-        gw = {}
-        for n in range(1, L + 1):
-            layer, w = self.layers[n], self.w(n)
-            g_prev, gw[f"w{n}"] = layer.forward_vjp(w, s[n - 1], idx[n], a[n], wrt_input=n > 1)
-            if n > 1:                                   # layer n's backward route feeds layer n-1
-                gs[n - 1] += g_prev
-                g_s, g_w = layer.backward_vjp(w, s[n], idx[n], a[n - 1])
-                gs[n] += g_s
-                gw[f"w{n}"] += g_w
-        return gs, gw
-
     # ---------------------------------------------------------------- loss and nudge
     def one_hot(self, y):
         return self.xp.eye(self.n_classes, dtype=self.dtype)[y]
 
     def nudge_towards(self, y, beta):
         """The :class:`Nudge` of a nudged phase towards labels y with strength beta."""
-        return Nudge(self.one_hot(self.check_labels(y, len(y))), beta)
-
-    def nudge_drive(self, s_top, nudge):
-        """-beta dL/ds_L, added to the top layer's drive in a nudged phase (docs/equations.md §2)."""
-        return self.output.nudge(self.params, s_top, nudge.target, nudge.beta)
-
-    def logits(self, s_top):
-        """The readout's pre-softmax output (CE), or the top layer itself (MSE)."""
-        return self.output.logits(self.params, s_top)
+        return Nudge(self.one_hot(check_labels(self, y, len(y))), beta)
 
     def loss_gradient(self, s_top, y):
         """(batch-mean loss, dL/ds_L, readout gradients dict) at the top state s_L."""
@@ -202,12 +178,13 @@ class ConvergentRNN:
 
     def loss(self, state, y):
         """Mean over the batch of 1/2 ||s_L - onehot(y)||^2 (MSE) or -log softmax(readout)_y (CE)."""
-        y = self.check_labels(y, len(state.xi[0]))
+        y = check_labels(self, y, len(check_state(self, state, "loss").xi[0]))
         return self.loss_gradient(state.xi[self.n_layers], y)[0]
 
     def predict(self, state):
-        """Predicted class per sample, (N,) int array."""
-        return self.logits(state.xi[self.n_layers]).argmax(axis=1)
+        """Predicted class per sample, (N,) int array: argmax of the top layer (MSE) or readout (CE)."""
+        state = check_state(self, state, "predict")
+        return self.output.logits(self.params, state.xi[self.n_layers]).argmax(axis=1)
 
     # ---------------------------------------------------------------- dPhi/dtheta (Eq. 11)
     def dphi_dtheta(self, state):
@@ -226,11 +203,11 @@ class ConvergentRNN:
 
     # ---------------------------------------------------------------- the dynamics
     def drive(self, inputs, s_top, nudge=None):
-        """``inputs[n] + b_n`` for every layer, plus the nudge on the top layer in a nudged phase."""
+        """``inputs[n] + b_n`` for every layer, plus -beta dL/ds_L on the top layer in a nudged phase."""
         L = self.n_layers
         drive = [None] + [inputs[n] + self.bias(n) for n in range(1, L + 1)]
         if nudge is not None:
-            drive[L] = drive[L] + self.nudge_drive(s_top, nudge)
+            drive[L] = drive[L] + self.output.nudge(self.params, s_top, nudge.target, nudge.beta)
         return drive
 
     def step(self, state, nudge=None, input_route=None):
@@ -247,21 +224,17 @@ class ConvergentRNN:
         return State(xi, idx)
 
     def init_state(self, x):
-        """The state at rest: every layer at zero."""
+        """The state at rest: every layer at zero (x must be checked already, :func:`check_input`)."""
         zeros = [self.xp.zeros((len(x),) + sh, dtype=self.dtype) for sh in self.shapes[1:self.n_layers + 1]]
         return State([x] + zeros, [None] * (self.n_layers + 1))
 
     def input_route(self, state):
         """Layer 1's forward route from the static image, ``P(w_1 * x)``: the same at every step of a
-        phase, so a phase computes it once (None in a spiking network, whose input spikes change)."""
+        phase, so a phase computes it once (a spiking network's input spikes change: it returns None)."""
         return self.forward_route(1, state.xi[0])
 
-    def new_tally(self, state):
-        """Per-phase statistics a phase accumulates (None: a CRNN keeps none)."""
-        return None
-
-    def relax(self, state, T, nudge=None, record=False):
-        """Run T steps from ``state`` (which is not changed) and return the last state.
+    def relax(self, state, T, nudge=None, record=False, on_step=None):
+        """Run T steps from ``state`` (which is not changed): returns (last state, :class:`PhaseReport`).
 
         Parameters
         ----------
@@ -270,24 +243,25 @@ class ConvergentRNN:
         nudge : Nudge, optional
             None for a free phase (or its continuation).
         record : bool
-            Keep every step's residual in ``history``.
+            Keep every step's residual in the report's ``history``.
+        on_step : callable, optional
+            ``on_step(new_state)`` after every step (BPTT keeps its tape this way).
         """
-        T = self.check_steps(T)
-        route, tally, history = self.input_route(state), self.new_tally(state), []
+        T = check_steps(T)
+        route, history = self.input_route(state), []
         for t in range(T):
             new = self.step(state, nudge, input_route=route)
             if record or t == T - 1:                   # a host sync: once per phase unless recording
                 history.append(self.residual(state.xi, new.xi))
-            if tally is not None:
-                tally.add(new)
+            if on_step is not None:
+                on_step(new)
             state = new
-        state.residual, state.steps, state.tally = history[-1], T, tally
-        state.history = history if record else []
-        if self.settle_tol is not None and state.residual > self.settle_tol:
-            warnings.warn(f"phase not settled after {T} steps: residual {state.residual:.2e} > "
+        report = PhaseReport(steps=T, residual=history[-1], history=history if record else [])
+        if self.settle_tol is not None and report.residual > self.settle_tol:
+            warnings.warn(f"phase not settled after {T} steps: residual {report.residual:.2e} > "
                           f"settle_tol {self.settle_tol:g} (more steps, or a smaller eps)",
                           NotSettledWarning, stacklevel=3)
-        return state
+        return state, report
 
     def residual(self, old, new):
         """``||xi^t - xi^{t-1}|| / sqrt(N)`` over every recurrent layer."""
@@ -295,44 +269,75 @@ class ConvergentRNN:
         return (sq / len(old[0])) ** 0.5
 
     def free_phase(self, x, T, record=False):
-        """Run T steps from rest without a nudge; x : (N, C, H, W) in [0, 1]. Returns the free State."""
-        return self.relax(self.init_state(self.check_input(x)), T, record=record)
+        """Run T steps from rest without a nudge; x : (N, C, H, W) in [0, 1].
+
+        Returns the free :class:`State` and the phase's :class:`PhaseReport`.
+        """
+        return self.relax(self.init_state(check_input(self, x)), T, record=record)
 
     def nudged_phase(self, state, y, beta, T, record=False):
-        """Run T steps from ``state`` (not changed) with the top layer nudged towards y by beta."""
+        """Run T steps from ``state`` (not changed) with the top layer nudged towards y by beta.
+
+        Returns the nudged :class:`State` and the phase's :class:`PhaseReport`.
+        """
         return self.relax(state, T, self.nudge_towards(y, beta), record=record)
 
-    # ---------------------------------------------------------------- input checks
-    def check_input(self, x):
-        """x as a backend array of the network's dtype; ValueError for a wrong shape or values outside [0, 1]."""
-        xp = self.xp
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape or len(x) == 0:
-            raise ValueError(f"x has shape {tuple(x.shape)}, expected (N,) + input_shape = "
-                             f"(N, {', '.join(map(str, self.input_shape))})")
-        x = xp.asarray(x, dtype=self.dtype)
-        if not bool(xp.isfinite(x).all()):
-            raise ValueError("x contains NaN or infinite values")
-        lo, hi = float(x.min()), float(x.max())
-        if lo < 0 or hi > 1:
-            raise ValueError(f"x must lie in [0, 1] (the states are clipped there), got values in "
-                             f"[{lo:g}, {hi:g}]; scale the inputs first, e.g. pixels / 255")
-        return x
 
-    def check_labels(self, y, N):
-        """y as a backend int array of N labels in [0, n_classes)."""
-        y = self.xp.asarray(y)
-        if y.shape != (N,) or y.dtype.kind not in "iu":
-            raise ValueError(f"y must be ({N},) integer labels, got shape {y.shape} dtype {y.dtype}")
-        if N and (int(y.min()) < 0 or int(y.max()) >= self.n_classes):
-            raise ValueError(f"labels must be in [0, {self.n_classes}), got range "
-                             f"[{int(y.min())}, {int(y.max())}]")
-        return y.astype(self.xp.int64)
+# ----------------------------------------------------------------------------- checks at the boundary
+def check_input(net, x):
+    """x as a backend array of ``net``'s dtype; TypeError if it is not numbers, ValueError for a wrong
+    shape or values outside [0, 1]. Array-likes (lists, NumPy arrays on a CuPy net) are converted."""
+    xp = net.xp
+    try:
+        x = xp.asarray(x)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"x must be an array of numbers, (N,) + input_shape; got {type(x).__name__} "
+                        f"({err})") from None
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"x must be an array of numbers, got dtype {x.dtype} ({type(x).__name__})")
+    if x.ndim != 4 or tuple(x.shape[1:]) != net.input_shape or len(x) == 0:
+        raise ValueError(f"x has shape {tuple(x.shape)}, expected (N,) + input_shape = "
+                         f"(N, {', '.join(map(str, net.input_shape))})")
+    x = x.astype(net.dtype, copy=False)
+    if not bool(xp.isfinite(x).all()):
+        raise ValueError("x contains NaN or infinite values")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0 or hi > 1:
+        raise ValueError(f"x must lie in [0, 1] (the states are clipped there), got values in "
+                         f"[{lo:g}, {hi:g}]; scale the inputs first, e.g. pixels / 255")
+    return x
 
-    @staticmethod
-    def check_steps(T, name="T"):
-        if isinstance(T, bool) or not isinstance(T, numbers.Real) or int(T) != T or T < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {T!r}")
-        return int(T)
+
+def check_labels(net, y, N):
+    """y as a backend int array of N labels in [0, n_classes); TypeError if it is not numbers."""
+    try:
+        y = net.xp.asarray(y)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"y must be an array of integer labels, got {type(y).__name__} ({err})") from None
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"y must be an array of integer labels, got dtype {y.dtype} ({type(y).__name__})")
+    if y.shape != (N,) or y.dtype.kind not in "iu":
+        raise ValueError(f"y must be ({N},) integer labels, got shape {y.shape} dtype {y.dtype}")
+    if N and (int(y.min()) < 0 or int(y.max()) >= net.n_classes):
+        raise ValueError(f"labels must be in [0, {net.n_classes}), got range "
+                         f"[{int(y.min())}, {int(y.max())}]")
+    return y.astype(net.xp.int64)
+
+
+def check_state(net, state, what):
+    """``state`` if it is a State of ``net``'s layers; TypeError naming ``what`` otherwise."""
+    if not isinstance(state, State) or len(state.xi) != net.n_layers + 1:
+        got = type(state).__name__ if not isinstance(state, State) else f"a State of {len(state.xi) - 1} layers"
+        raise TypeError(f"{what} takes a State of this network's {net.n_layers} layers (the first value "
+                        f"net.free_phase(x, T) returns), got {got}")
+    return state
+
+
+def check_steps(T, name="T"):
+    """T as an int >= 1; ValueError naming ``name`` otherwise."""
+    if isinstance(T, bool) or not isinstance(T, numbers.Real) or int(T) != T or T < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {T!r}")
+    return int(T)
 
 
 def _size(shape):

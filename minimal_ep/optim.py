@@ -8,6 +8,8 @@ weight's rate. Gradients are those of the loss (EP's and BPTT's alike), so the u
 """
 import math
 
+from .backend import get_array_module
+
 
 class SGD:
     """SGD over ``net.params`` with one learning rate per layer.
@@ -42,11 +44,22 @@ class SGD:
         return self.base_lrs[int(name[1:])] * self.scale
 
     def step(self, grads):
-        """Descend ``grads`` (a dict with keys of ``params``), in place; ValueError on another key."""
+        """Descend ``grads`` (a dict with keys of ``params``), in place.
+
+        Every gradient is checked first, so a bad one changes no parameter: ValueError for another
+        key, a shape that is not its parameter's (no broadcasting), or NaN or infinite values.
+        """
         unknown = sorted(set(grads) - set(self.params))
         if unknown:
             raise ValueError(f"gradients for unknown parameters {', '.join(unknown)}; the parameters "
                              f"are {', '.join(self.params)}")
+        for name, g in grads.items():
+            shape = tuple(getattr(g, "shape", ()))
+            if shape != tuple(self.params[name].shape):
+                raise ValueError(f"the gradient of {name} has shape {shape}, the parameter "
+                                 f"{tuple(self.params[name].shape)}")
+            if not bool(get_array_module(g).isfinite(g).all()):
+                raise ValueError(f"the gradient of {name} has NaN or infinite values; nothing was updated")
         for name, g in grads.items():
             if self.momentum:
                 v = self.velocity[name]

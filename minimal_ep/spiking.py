@@ -180,7 +180,7 @@ class Channel:
 
 
 # ---------------------------------------------------------------------- the network
-@dataclass(kw_only=True)
+@dataclass
 class SpikingState(State):
     """Every internal variable of a spiking network, so that a phase can restart exactly from it.
 
@@ -188,6 +188,8 @@ class SpikingState(State):
     ----------
     xi : list of ndarray
         ``xi[0]`` the input x (N, C, H, W); ``xi[n]`` the continuous state of layer n.
+    idx : list
+        As in :class:`~minimal_ep.dynamics.State`.
     d : list of ndarray
         Decoded inputs (``d[0]`` unused).
     V : list of ndarray
@@ -196,22 +198,15 @@ class SpikingState(State):
         The last spikes of every layer, ``spikes[0]`` the input's.
     x_prev : ndarray
         The input encoder's previous value (0 at rest, x after the first step).
-    idx, residual, steps, history, tally
-        As in :class:`~minimal_ep.network.State`; ``tally`` is the phase's :class:`SpikeTally`.
     """
     d: list
     V: list
     spikes: list
     x_prev: object
 
-    def copy(self):
-        c = lambda lst: [None if a is None else a.copy() for a in lst]   # noqa: E731
-        return SpikingState(xi=c(self.xi), idx=self.idx, residual=self.residual, steps=self.steps,
-                            d=c(self.d), V=c(self.V), spikes=c(self.spikes), x_prev=self.x_prev.copy())
-
 
 class SpikeTally:
-    """Per layer, the spikes and the states summed over the steps of one phase (for ``spike_stats``)."""
+    """Per layer, the spikes and the states summed over the steps of one phase."""
 
     def __init__(self, state):
         xp = get_array_module(state.xi[0])
@@ -223,17 +218,37 @@ class SpikeTally:
             self.spike_count[n] += state.spikes[n]
             self.xi_sum[n] += state.xi[n]
 
+    def stats(self, T):
+        """[{"layer", "rate", "rate_error"}] over T steps (:meth:`PhaseReport.spike_stats`)."""
+        out = []
+        for n in range(1, len(self.xi_sum)):
+            rate = self.spike_count[n] / T
+            out.append({"layer": n, "rate": float(rate.mean()),
+                        "rate_error": float(abs(rate - self.xi_sum[n] / T).mean())})
+        return out
+
 
 class SpikingConvergentRNN(ConvergentRNN):
     """A convolutional spiking convergent RNN (the paper's "SNN"). Build it with ``build_network``.
 
     Shares the layers, routes, loss, update rule and dPhi/dtheta of :class:`ConvergentRNN`; only the
     messages (spikes), the state and the channel around the update differ.
+
+    Parameters
+    ----------
+    lam : float
+        Prediction factor lambda of encoder and decoder (Eq. 7-8).
+    v_th : float
+        Sigma-Delta threshold (Eq. 6).
+    surrogate_width : float
+        Half-width of the triangular surrogate derivative spiking BPTT uses.
+    **kwargs
+        As :class:`~minimal_ep.network.ConvergentRNN`.
     """
 
     spiking = True
 
-    def __init__(self, lam=0.6, v_th=0.5, surrogate_width=1.0, **kwargs):
+    def __init__(self, lam, v_th, surrogate_width, **kwargs):
         super().__init__(**kwargs)
         self.lam, self.v_th, self.surrogate_width = lam, v_th, surrogate_width
         self.channel = Channel(lam, v_th, surrogate_width)
@@ -254,9 +269,6 @@ class SpikingConvergentRNN(ConvergentRNN):
     def input_route(self, state):
         return None                    # the input arrives as spikes, different at every step
 
-    def new_tally(self, state):
-        return SpikeTally(state)
-
     def step(self, state, nudge=None, input_route=None):
         """One synchronous step of Eq. 10 for every layer; returns a new :class:`SpikingState`.
 
@@ -272,20 +284,15 @@ class SpikingConvergentRNN(ConvergentRNN):
         return SpikingState(xi=new_xi, idx=idx, d=d, V=[v for _, v in sent],
                             spikes=[s for s, _ in sent], x_prev=xi[0])
 
-    def spike_stats(self, state):
-        """Per layer: firing rate and mean ``|spike rate - rho(xi)|`` over the phase that made ``state``.
+    def relax(self, state, T, nudge=None, record=False, on_step=None):
+        """As :meth:`ConvergentRNN.relax`; the report also tallies the spikes (``spike_stats()``)."""
+        tally = SpikeTally(state)
 
-        Returns
-        -------
-        list of dict
-            ``{"layer": n, "rate": mean spikes per neuron per step, "rate_error": mean over neurons
-            of |spike_count / T - mean_t xi|}``. Predictive coding makes the spike count telescope:
-            ``count - sum_t xi = (1 - lam)/lam (xi^T - xi^0) - (V^T - V^0)``, so the error is O(1/T).
-        """
-        T, tally = max(state.steps, 1), state.tally
-        out = []
-        for n in range(1, self.n_layers + 1):
-            rate = tally.spike_count[n] / T
-            out.append({"layer": n, "rate": float(rate.mean()),
-                        "rate_error": float(abs(rate - tally.xi_sum[n] / T).mean())})
-        return out
+        def observe(new):
+            tally.add(new)
+            if on_step is not None:
+                on_step(new)
+
+        state, report = super().relax(state, T, nudge, record, observe)
+        report.spikes = tally
+        return state, report

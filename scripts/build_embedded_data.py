@@ -29,8 +29,7 @@ import zipfile
 import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from minimal_ep.datasets import SHA256, load_idx  # noqa: E402
+from minimal_ep.run.datasets import SHA256, load_idx  # noqa: E402
 
 SEED = 20240607
 TRAIN_PER_CLASS, TEST_PER_CLASS = 500, 100

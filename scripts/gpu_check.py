@@ -24,9 +24,11 @@ import sys
 import tempfile
 import time
 
+from minimal_ep.run.cli import Parser, int_at_least
+from minimal_ep.run.runs import atomic_write
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-from benchlib.common import Parser, positive_int, write_json  # noqa: E402  (benchlib puts REPO on the path)
+positive_int = int_at_least(1)
 
 CONFIG = REPO / "configs" / "fmnist_2c2fc_snn_ep.toml"
 SHARES = {"tests": 0.45, "ops": 0.10, "network": 0.15}          # of the budget; training: the rest
@@ -113,15 +115,16 @@ def train_briefly(args, deadline, config=CONFIG, overrides=(), backend_name="cup
 
     ``overrides`` (``--set`` strings) and ``backend_name`` let the tests run it small on NumPy.
     """
-    from minimal_ep import backend, config as config_mod, datasets
+    from minimal_ep import backend, datasets
+    from minimal_ep.run import config as config_mod
     from minimal_ep.optim import SGD
-    from minimal_ep.train import (divergence_limits, evaluate, load_data, make_rngs, network_from_config,
+    from minimal_ep.run.train import (divergence_limits, evaluate, load_data, make_rngs, network_from_config,
                                   train_epoch)
     backend.set_backend(backend_name)
     sets = {"data.data_dir": args.data_dir, "data.test_size": args.test_images}
-    bs = config_mod.resolve(config, overrides, **sets)["data"]["batch_size"]
+    bs = config_mod.resolve(config, overrides, **sets).data.batch_size
     cfg = config_mod.resolve(config, overrides, **sets, **{"data.train_size": bs * args.batches})
-    t = cfg["train"]
+    t = cfg.train
     try:
         data = load_data(cfg)
     except datasets.DatasetNotFoundError as err:
@@ -130,8 +133,8 @@ def train_briefly(args, deadline, config=CONFIG, overrides=(), backend_name="cup
     if pool is not None:
         pool.free_all_blocks()
     net = network_from_config(cfg)
-    opt, (rng, sign_rng) = SGD(net.params, t["lr"], t["momentum"]), make_rngs(t["seed"])
-    limits = divergence_limits(net.params, cfg["model"]["init_scale"])
+    opt, (rng, sign_rng) = SGD(net.params, t.lr, t.momentum), make_rngs(t.seed)
+    limits = divergence_limits(net.params, cfg.model.init_scale)
     done, seconds, errors, chunk = 0, 0.0, 0.0, 5            # chunk: batches between deadline checks
 
     def time_left():        # for another chunk and the evaluation (about a fifth of the training so far)
@@ -143,10 +146,10 @@ def train_briefly(args, deadline, config=CONFIG, overrides=(), backend_name="cup
                                       rng, 0, progress=False, sign_rng=sign_rng, limits=limits)
         done, seconds, errors = done + n, seconds + secs, errors + err * n * bs
     t0 = time.perf_counter()
-    test_err = evaluate(net, data.x_test, data.y_test, t["T_eval"] or t["T_free"], 500)
-    return {"status": "ok", "config": str(config), "batches": done, "batch_size": bs, "T_free": t["T_free"],
-            "T_nudge": t["T_nudge"], "seconds": seconds, "samples_per_s": done * bs / seconds,
-            "ms_per_step": 1e3 * seconds / (done * (t["T_free"] + 2 * t["T_nudge"])),
+    test_err = evaluate(net, data.x_test, data.y_test, t.T_eval or t.T_free, 500)
+    return {"status": "ok", "config": str(config), "batches": done, "batch_size": bs, "T_free": t.T_free,
+            "T_nudge": t.T_nudge, "seconds": seconds, "samples_per_s": done * bs / seconds,
+            "ms_per_step": 1e3 * seconds / (done * (t.T_free + 2 * t.T_nudge)),
             "train_error": errors / (done * bs), "test_error": test_err, "test_images": len(data.y_test),
             "eval_seconds": time.perf_counter() - t0, "data_source": str(data.source),
             "peak_mb": None if pool is None else pool.total_bytes() / 2 ** 20,      # the pool keeps every block
@@ -250,7 +253,9 @@ def main(argv=None):
               "total_s": time.perf_counter() - start, "parts": parts, "ops_rows": ops,
               "network_rows": _load_rows(out_dir / "network.json", "nets"), "out_dir": str(out_dir)}
     result["passed"] = passed(parts)
-    write_json(result, out_dir / "gpu_check.json")
+    text = json.dumps(result, indent=1)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(out_dir / "gpu_check.json", lambda f: f.write(text.encode()))
     print(report(result))
     print(f"(JSON in {out_dir})")
     return 0 if result["passed"] else 1

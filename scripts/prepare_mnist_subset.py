@@ -6,7 +6,7 @@ training images available on the build machine: not the official 60000 (absent t
 ``train-subset-10k.npz``, 10000 random official training images (keys ``images`` uint8
 (10000, 28, 28) and ``labels`` uint8 (10000,)), disjoint from the test set; the package's embedded
 5000-image training subset is drawn from it. This script turns that file and the official t10k
-files into the four files ``minimal_ep.datasets`` loads from a ``--data-dir``:
+files into the four files ``minimal_ep.run.datasets`` loads from a ``--data-dir``:
 
     OUT/train-images-idx3-ubyte      the 10000 subset images, uncompressed IDX (magic 2051)
     OUT/train-labels-idx1-ubyte      their labels, uncompressed IDX (magic 2049)
@@ -33,8 +33,7 @@ import sys
 import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from minimal_ep.datasets import SHA256, load_idx  # noqa: E402
+from minimal_ep.run.datasets import SHA256, load_idx  # noqa: E402
 
 SUBSET = ("train-subset-10k.npz", "f1a23f2fb1a1c97bb00a811807ddd50a888dbcdcdead94147993273c22ee3f37")
 TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")

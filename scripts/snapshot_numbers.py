@@ -9,9 +9,13 @@ each with that version on the path, then compare::
     python scripts/snapshot_numbers.py new.npz
     python scripts/snapshot_numbers.py --compare old.npz new.npz
 
-Only API stable across versions is used (build_network with explicit arguments, ep_gradients,
-bptt_gradients), so the script runs on older checkouts too.
+``--readable`` snapshots the readable path (``build_network(..., fast=False)``; in versions before
+the fast path became a build option, ``MINIMAL_EP_FAST=0``). Only API stable across versions is
+used (build_network with explicit arguments, ep_gradients, bptt_gradients), so the script runs on
+older checkouts too.
 """
+import inspect
+import os
 import sys
 
 import numpy as np
@@ -19,8 +23,11 @@ import numpy as np
 SMALL = dict(input_shape=(1, 12, 12), conv_channels=(4, 8), kernel_size=3, padding=1, hidden=(16,), n_classes=4)
 
 
-def snapshot(path):
+def snapshot(path, readable=False):
+    if readable:
+        os.environ["MINIMAL_EP_FAST"] = "0"          # versions with a global switch read it at import
     import minimal_ep as mep
+    path_kw = {"fast": False} if readable and "fast" in inspect.signature(mep.build_network).parameters else {}
     out = {}
     rng = np.random.default_rng(0)
     x, y = rng.random((6, 1, 12, 12)), rng.integers(0, 4, 6)
@@ -32,7 +39,7 @@ def snapshot(path):
                     kw = dict(SMALL, pool=pool, loss=loss, dtype=dtype, seed=3, spiking=spiking, eps=0.5)
                     if spiking:
                         kw["lam"] = 0.5
-                    net = mep.build_network(**kw)
+                    net = mep.build_network(**kw, **path_kw)
                     xx = x.astype(dtype)
                     g, states = mep.ep_gradients(net, xx, y, 0.2, 30, 10, return_states=True)
                     out.update({f"{key}/ep/{k}": v for k, v in g.items()})
@@ -63,8 +70,8 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     if args[:1] == ["--compare"] and len(args) == 3:
         compare(args[1], args[2])
-    elif len(args) == 1 and not args[0].startswith("-"):
-        snapshot(args[0])
+    elif len(args) in (1, 2) and not args[-1].startswith("-") and args[:-1] in ([], ["--readable"]):
+        snapshot(args[-1], readable=args[:-1] == ["--readable"])
     else:
-        print("usage: snapshot_numbers.py OUT.npz | --compare A.npz B.npz", file=sys.stderr)
+        print("usage: snapshot_numbers.py [--readable] OUT.npz | --compare A.npz B.npz", file=sys.stderr)
         sys.exit(2)

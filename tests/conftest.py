@@ -2,6 +2,10 @@
 
 The pattern of POT's test suite: one fixture parametrised over the array modules, the CuPy case
 skipped on machines without a GPU, no test file duplicated per backend.
+
+Tests that take more than about 1.5 s (``pytest --durations``, one BLAS thread, the 2-core machine)
+are marked ``@pytest.mark.slow``. They are part of the default suite; ``pytest -m "not slow"``
+leaves them out for a quick check while editing.
 """
 import os
 import pathlib

@@ -8,7 +8,10 @@ SMALL = dict(input_shape=(1, 12, 12), conv_channels=(4, 8), kernel_size=3, paddi
 
 
 def small_net(pool="avg", loss="mse", dtype="float64", seed=3, **kw):
-    """conv 4 -> pool -> conv 8 -> pool -> dense 16 -> 4 classes, on 12x12 inputs."""
+    """conv 4 -> pool -> conv 8 -> pool -> dense 16 -> 4 classes, on 12x12 inputs.
+
+    ``kw`` overrides any ``build_network`` argument, ``fast=False`` for the readable layers.
+    """
     return mep.build_network(**{**SMALL, "pool": pool, "loss": loss, "dtype": dtype, "seed": seed, **kw})
 
 
@@ -37,4 +40,5 @@ def fit_quadrants(net, steps, beta, T_free, T_nudge, lrs, seed=0):
     for _ in range(steps):
         idx = rng.choice(len(y), 16, replace=False)
         opt.step(mep.ep_gradients(net, x[idx], y[idx], beta, T_free, T_nudge))
-    return float(np.mean(mep.to_numpy(net.predict(net.free_phase(x, T_free))) != y))
+    free, _ = net.free_phase(x, T_free)
+    return float(np.mean(mep.to_numpy(net.predict(free)) != y))

@@ -15,7 +15,8 @@ PACKAGE = pathlib.Path(minimal_ep.__file__).parent
 
 
 def _xp_attribute_chains():
-    """Every dotted name ``xp.a`` or ``xp.a.b`` the package's modules use, with where it is used."""
+    """Every dotted name ``xp.a`` or ``xp.a.b`` the package's modules use (the core, ``fast/`` and
+    ``run/``), with where it is used."""
     chains = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -26,7 +27,7 @@ def _xp_attribute_chains():
                 parts.append(base.attr)
                 base = base.value
             if isinstance(base, ast.Name) and base.id == "xp":
-                chains.setdefault(".".join(reversed(parts)), f"{path.name}:{node.lineno}")
+                chains.setdefault(".".join(reversed(parts)), f"{path.relative_to(PACKAGE)}:{node.lineno}")
     # drop prefixes (xp.random when xp.random.x is listed is checked by the longer chain)
     return {c: where for c, where in chains.items() if not any(o.startswith(c + ".") for o in chains)}
 

@@ -1,7 +1,8 @@
-"""Tests of minimal_ep.datasets: IDX parsing, checksums, lookup order, download, embedded subsets."""
+"""Tests of minimal_ep.run.datasets: IDX parsing, checksums, lookup order, download, embedded subsets."""
 
 import gzip
 import hashlib
+import importlib.util
 import pathlib
 import struct
 import urllib.request
@@ -10,7 +11,9 @@ import numpy as np
 import pytest
 
 from minimal_ep import datasets
+from minimal_ep.run import config, idx_files
 
+REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} not present")
 
@@ -130,11 +133,68 @@ def test_load_full_from_data_dir(fake_mnist):
     assert data["train_labels"].dtype == np.int64 and data["train_images"].dtype == np.uint8
 
 
-def test_uncompressed_files_are_accepted(tmp_path):
+def test_uncompressed_files_are_verified_by_their_content(tmp_path, monkeypatch):
     arrays = fake_arrays()
-    write_fake(tmp_path / "raw", arrays, gz=False)  # no checksum: header and size checks only
+    write_fake(tmp_path / "raw", arrays, gz=False)  # no known content: refused, naming the file
+    with pytest.raises(ValueError, match="train-images-idx3-ubyte: not the mnist file .* content has SHA-256"):
+        datasets.load_dataset("mnist", source="full", data_dir=tmp_path / "raw", download=False)
+    table = {stem: dict(known) for stem, known in idx_files.KNOWN_CONTENT["mnist"].items()}
+    for stem in arrays:
+        table[stem][hashlib.sha256((tmp_path / "raw" / stem).read_bytes()).hexdigest()] = "a test subset"
+    monkeypatch.setitem(idx_files.KNOWN_CONTENT, "mnist", table)
     data = datasets.load_dataset("mnist", source="full", data_dir=tmp_path / "raw", download=False)
     np.testing.assert_array_equal(data["test_images"], arrays["t10k-images-idx3-ubyte"])
+    assert {f["content"] for f in data["files"].values()} == {"a test subset"}
+
+
+def test_known_contents_are_the_decompressed_official_files():
+    """Every official content checksum is that of a .gz whose official SHA-256 is known (both tables agree)."""
+    for name, stems in idx_files.KNOWN_CONTENT.items():
+        assert set(stems) == set(datasets.FILES)
+        for stem, known in stems.items():
+            assert all(len(sha) == 64 for sha in known) and f"{stem}.gz" in datasets.SHA256[name]
+    assert idx_files.OFFICIAL not in idx_files.KNOWN_CONTENT["mnist"]["train-images-idx3-ubyte"].values()
+
+
+@needs_shared
+@pytest.mark.parametrize("name", datasets.DATASETS)
+def test_gunzipped_official_files_are_verified(tmp_path, name):
+    for gz in sorted((SHARED / name).glob("*.gz")):
+        raw = tmp_path / gz.name[:-3]
+        raw.write_bytes(gzip.decompress(gz.read_bytes()))
+        array, record = idx_files.verify_file(name, raw)
+        assert record["content"] == "official" and record["content_sha256"] == record["sha256"]
+        assert record["content_sha256"] == idx_files.verify_file(name, gz)[1]["content_sha256"]
+
+
+def _prepare_mnist_subset():
+    path = REPO / "scripts" / "prepare_mnist_subset.py"
+    spec = importlib.util.spec_from_file_location("prepare_mnist_subset", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@needs_shared
+def test_the_mnist_10k_subset_is_a_known_derived_set(tmp_path):
+    """data/mnist-10k (scripts/prepare_mnist_subset.py) is not official: it is verified as what it is."""
+    sums = _prepare_mnist_subset().prepare(SHARED / "mnist", tmp_path / "mnist-10k")
+    data = datasets.load_dataset("mnist", source="full", data_dir=tmp_path / "mnist-10k", download=False)
+    contents = {name: f["content"] for name, f in data["files"].items()}
+    assert contents == {"train-images-idx3-ubyte": idx_files.MNIST_10K, "train-labels-idx1-ubyte": idx_files.MNIST_10K,
+                        "t10k-images-idx3-ubyte.gz": "official", "t10k-labels-idx1-ubyte.gz": "official"}
+    assert all(data["files"][name]["sha256"] == sha for name, sha in sums.items())
+    assert data["train_images"].shape == (10000, 28, 28)
+
+
+@pytest.mark.skipif(not (REPO / "data" / "mnist-10k").is_dir(), reason="data/mnist-10k not prepared")
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "laptop").glob("mnist_*.toml")), ids=lambda p: p.stem)
+def test_the_configs_reading_mnist_10k_load_it(path, monkeypatch):
+    monkeypatch.chdir(REPO)                                  # data_dir is relative to the repository
+    cfg = config.resolve(path)
+    assert cfg.data.data_dir == "data/mnist-10k"
+    data = datasets.load_dataset(cfg.data.dataset, source=cfg.data.source, data_dir=cfg.data.data_dir)
+    assert data["files"]["train-images-idx3-ubyte"]["content"] == idx_files.MNIST_10K
 
 
 def test_corrupt_gz_reports_expected_and_actual_hash(fake_mnist):
@@ -189,7 +249,9 @@ def test_a_named_data_dir_is_the_only_place_read(tmp_path, monkeypatch, fake_mni
 def test_load_dataset_records_the_files_it_read(fake_mnist):
     src, _, hashes = fake_mnist
     data = datasets.load_dataset("mnist", source="full", data_dir=src, download=False)
-    assert data["files"] == {name: {"path": str((src / name).resolve()), "sha256": h}
+    contents = {name: hashlib.sha256(gzip.decompress((src / name).read_bytes())).hexdigest() for name in hashes}
+    assert data["files"] == {name: {"path": str((src / name).resolve()), "sha256": h,
+                                    "content_sha256": contents[name], "content": "official"}
                              for name, h in hashes.items()}
     embedded = datasets.load_dataset("mnist")["files"]
     (record,) = embedded.values()
@@ -308,6 +370,15 @@ def test_embedded_subset(name):
         np.testing.assert_array_equal(np.bincount(labels, minlength=10), [n // 10] * 10)
     with np.load(datasets.EMBEDDED_DIR / f"{name}-subset.npz") as z:
         assert all(z[k].dtype == np.uint8 for k in z.files)
+
+
+def test_embedded_subsets_are_checked_against_their_sha256(monkeypatch):
+    for name in datasets.DATASETS:
+        path = datasets.EMBEDDED_DIR / f"{name}-subset.npz"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == datasets.EMBEDDED_SHA256[path.name]
+    monkeypatch.setitem(datasets.EMBEDDED_SHA256, "mnist-subset.npz", "0" * 64)
+    with pytest.raises(ValueError, match="mnist-subset.npz: SHA-256 .* is not the embedded subset's"):
+        datasets.load_dataset("mnist")
 
 
 def test_embedded_size_budget():

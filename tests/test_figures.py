@@ -1,12 +1,14 @@
 """The figure scripts (the figures/ package) on tiny trained checkpoints: the properties of what they measure.
 
 ``make_checkpoints.py --quick`` trains the four configurations (two SNN seeds each) as tiny nets on
-the embedded subset, in this process, once per module; every script then runs with ``--fast`` on
-them, writes its PNG + PDF into a temporary directory, and returns its numbers. The tests check what
-must hold at any size: the routes are the two terms of the total input, compared networks have
-identical weights, ratios are positive and finite, every quantity has a spread >= 0 (and a spread over
-seeds exactly where there are several), the dynamics reported are the checkpoint config's (or the
-overriding config's), the cache reuses measurements, and bad input exits with status 2 and one line.
+the embedded subset, through the shared campaign runner (one child process per epoch), once per
+module; every script then runs with ``--fast`` on them, writes its PNG + PDF into a temporary
+directory, and returns its numbers. The tests check what must hold at any size: the campaign keeps
+the schedule, resumes one epoch at a time and keeps the stages (stage 0 is where training starts),
+the routes are the two terms of the total input, compared networks have identical weights, ratios
+are positive and finite, every quantity has a spread >= 0 (and a spread over seeds exactly where
+there are several), the dynamics reported are the checkpoint config's (or the overriding config's),
+the cache reuses measurements, and bad input exits with status 2 and one line.
 """
 import importlib
 import importlib.util
@@ -14,7 +16,7 @@ import json
 import math
 import os
 import pathlib
-import sys
+import shutil
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -27,26 +29,25 @@ NAMES = ("crnn_max", "snn_max", "snn_avg", "crnn_avg")
 
 
 def load(name):
-    """Import figures/<name>.py as ``figures.<name>`` (figures/ is a package, so its helpers never clash)."""
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
+    """``figures.<name>``: figures/ is a package installed with the project, so its helpers never clash."""
     return importlib.import_module(f"figures.{name}")
 
 
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory):
-    """Tiny trained checkpoints of the four configurations, SNN seeds 0 and 1 (quick mode, in process)."""
+    """Tiny trained checkpoints of the four configurations, SNN seeds 0 and 1 (quick mode, two children at a time)."""
     d = tmp_path_factory.mktemp("checkpoints")
-    r = load("make_checkpoints").main(["--quick", "--in-process", "--out-dir", str(d), "--seeds", "0 1"])
-    assert sorted(r["runs"]) == sorted(list(NAMES) + ["snn_max_seed1", "snn_avg_seed1"])
+    assert load("make_checkpoints").main(["--quick", "--out-dir", str(d), "--seeds", "0 1", "--jobs", "2"]) == 0
+    assert sorted(p.name for p in d.iterdir() if p.is_dir()) == sorted(list(NAMES) + ["snn_max_seed1",
+                                                                                      "snn_avg_seed1"])
     return d
 
 
 def config_dynamics(path):
-    from minimal_ep.train import load_checkpoint
+    from minimal_ep.run.checkpoints import load_checkpoint
     cfg = load_checkpoint(path)[0]
-    return {"eps": cfg["model"]["eps"], "lam": cfg["model"]["lam"], "v_th": cfg["model"]["v_th"],
-            "beta": cfg["train"]["beta"], "T_free": cfg["train"]["T_free"], "T_nudge": cfg["train"]["T_nudge"]}
+    return {"eps": cfg.model.eps, "lam": cfg.model.lam, "v_th": cfg.model.v_th,
+            "beta": cfg.train.beta, "T_free": cfg.train.T_free, "T_nudge": cfg.train.T_nudge}
 
 
 def check_files(result, out_dir):
@@ -63,31 +64,83 @@ def check_spread(q, seeds):
     assert (q["std_seeds"] is not None) == (seeds > 1) and len(q["per_seed"]) == seeds
 
 
-def test_quick_checkpoints_are_float32_runs_and_resume(ckpts):
-    from minimal_ep.train import load_checkpoint
+def test_quick_checkpoints_are_float32_runs_and_resume(ckpts, capsys):
+    from minimal_ep.run.checkpoints import read_checkpoint
     for name in list(NAMES) + ["snn_max_seed1"]:
         run = ckpts / name
-        for f in ("checkpoint.npz", "config.toml", "metrics.jsonl", "history/epoch_001.npz"):
+        for f in ("checkpoint.npz", "config.toml", "metrics.jsonl", "train.log", "campaign.jsonl",
+                  "stages/epoch_000.npz", "stages/epoch_001.npz"):
             assert (run / f).is_file(), (name, f)
-        cfg, params, _, epoch, _ = load_checkpoint(run / "checkpoint.npz")
-        assert epoch == 1 and all(v.dtype == np.float32 for v in params.values())
-        assert cfg["model"]["spiking"] == name.startswith("snn") and cfg["model"]["pool"] == name.split("_")[1][:3]
-        assert cfg["train"]["seed"] == (1 if name.endswith("seed1") else 0)
-        assert cfg["model"]["conv_channels"] == [3, 4, 6, 8] and cfg["model"]["hidden"] == []
+        ckpt = read_checkpoint(run / "checkpoint.npz")
+        cfg = ckpt.config
+        assert ckpt.epoch == 1 and all(v.dtype == np.float32 for v in ckpt.params.values())
+        assert cfg.train.epochs == 2                                  # --until 1: the config's schedule kept
+        assert cfg.model.spiking == name.startswith("snn") and cfg.model.pool == name.split("_")[1][:3]
+        assert cfg.train.seed == (1 if name.endswith("seed1") else 0)
+        assert cfg.model.conv_channels == [3, 4, 6, 8] and cfg.model.hidden == []
+        assert (run / "stages" / "epoch_001.npz").read_bytes() == (run / "checkpoint.npz").read_bytes()
+        (row,) = [json.loads(line) for line in (run / "campaign.jsonl").read_text().splitlines()]
+        assert (row["exit_code"], row["epochs_before"], row["epochs_after"]) == (0, 0, 1)
+        assert row["command"].endswith("--until 1")
     mk = load("make_checkpoints")
-    dry = mk.main(["--quick", "--out-dir", str(ckpts), "--seeds", "0 1", "--dry-run"])
-    assert dry["runs"]["snn_avg_seed1"] == 1                          # what is done is seen, nothing retrained
+    args = ["--quick", "--out-dir", str(ckpts), "--seeds", "0 1"]
+    capsys.readouterr()
+    assert mk.main(args + ["--status"]) == 0                          # what is done is seen ...
+    status = capsys.readouterr().out.splitlines()[1:]
+    assert len(status) == 6 and all(line.split()[1:] == ["done", "1/1", "epochs"] for line in status)
+    assert mk.main(args + ["--dry-run"]) == 0                         # ... and nothing is retrained
+    out = capsys.readouterr().out
+    assert "6 runs" in out and "0 to do" in out and not list(ckpts.glob("*/stages/epoch_002.npz"))
 
 
-def test_resume_adds_one_epoch(tmp_path):
+def test_children_get_paths_relative_to_the_repository():
+    """The commands name the config and the run folder from the repository: no machine path in config.toml."""
     mk = load("make_checkpoints")
-    args = ["--quick", "--in-process", "--out-dir", str(tmp_path), "--names", "crnn_avg"]
-    mk.main(args)
-    r = mk.main(args + ["--epochs", "2"])
-    assert r["runs"]["crnn_avg"]["epochs"] == 2 and len(r["runs"]["crnn_avg"]["seconds_per_epoch"]) == 1
-    assert (tmp_path / "crnn_avg" / "history" / "epoch_002.npz").is_file()
-    lines = (tmp_path / "crnn_avg" / "metrics.jsonl").read_text().splitlines()
+    args = mk.parse(["--names", "snn_avg", "--seeds", "2"])
+    (run,) = mk.plan(args, args.set)
+    cmd = run.command(1)
+    assert cmd[cmd.index("--config") + 1] == "configs/figures/snn_avg.toml"
+    assert cmd[cmd.index("--out") + 1] == "results/figures/checkpoints/snn_avg_seed2"
+    assert cmd[cmd.index("--data-dir") + 1] == "data/mnist-10k" and cmd[cmd.index("--seed") + 1] == "2"
+    assert cmd[-2:] == ["--until", "1"] and "--until" not in run.command()
+    assert not any(str(REPO) in a for a in cmd[1:])
+    assert [e for e in range(20) if mk.is_stage(e, 13)] == [0, 1, 2, 4, 8, 13, 16]
+
+
+def test_resume_adds_one_epoch_and_keeps_the_stages(tmp_path, capsys):
+    """Each child one epoch more (--until); stage 0 is where training starts."""
+    from minimal_ep.run.checkpoints import read_checkpoint
+    from minimal_ep.run.train import train
+    mk = load("make_checkpoints")
+    args = ["--quick", "--out-dir", str(tmp_path), "--names", "crnn_avg"]
+    assert mk.main(args) == 0
+    run = tmp_path / "crnn_avg"
+    shutil.rmtree(run / "stages")                     # a run from before the stages: they are made again
+    assert mk.main(args + ["--epochs", "2"]) == 0
+    lines = (run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    rows = [json.loads(line) for line in (run / "campaign.jsonl").read_text().splitlines()]
+    assert [(r["epochs_before"], r["epochs_after"]) for r in rows] == [(0, 1), (1, 2)]
+    assert rows[0]["command"].endswith("--until 1") and rows[1]["command"].endswith("--until 2")
+    stages = {e: read_checkpoint(run / "stages" / f"epoch_{e:03d}.npz") for e in (0, 1, 2)}
+    assert [s.epoch for s in stages.values()] == [0, 1, 2] and stages[0].metrics == []
+    assert (run / "stages" / "epoch_002.npz").read_bytes() == (run / "checkpoint.npz").read_bytes()
+    assert not any(np.array_equal(stages[0].params["w1"], s.params["w1"]) for s in (stages[1], stages[2]))
+    # stage 0 is where training starts: resumed from it, train() gives stage 1 again, bit for bit
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / "checkpoint.npz").write_bytes((run / "stages" / "epoch_000.npz").read_bytes())
+    train(stages[0].config.replace(**{"run.out": str(again)}), resume=True, progress=False, until=1,
+          log=lambda *a: None)
+    retrained = read_checkpoint(again / "checkpoint.npz")
+    same = ("epoch", "train_error", "test_error", "loss", "lr_scale")
+    assert retrained.epoch == 1 and [{k: m[k] for k in same} for m in retrained.metrics] == \
+        [{k: m[k] for k in same} for m in stages[1].metrics]
+    assert all(np.array_equal(retrained.params[k], v) for k, v in stages[1].params.items())
+    capsys.readouterr()
+    assert mk.main(args + ["--epochs", "3"]) == 2                     # beyond the schedule: one line, status 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--set train.epochs=3" in err
 
 
 def test_fig2_then_fig3_share_measurements(ckpts, tmp_path):
@@ -158,9 +211,10 @@ def test_routes_are_the_terms_of_the_total_input(ckpts):
     src = nets.from_checkpoint(ckpts / "crnn_max" / "checkpoint.npz")
     (x, y), = nets.sample_sets(src.cfg, 3, 1)[0]
     for name in NAMES:
-        net = src.network(name, dtype="float64")
-        assert nets.same_params(net.params, src.network("crnn_max").params) or True
-        state = net.free_phase(backend.to_device(x.astype(np.float64)), 4)
+        net = src.network(name, dtype="float64")            # every configuration: the same weights, in float64
+        assert all(v.dtype == np.float64 for v in net.params.values())
+        assert nets.same_params(net.params, {k: v.astype(np.float64) for k, v in src.params.items()})
+        state, _ = net.free_phase(backend.to_device(x.astype(np.float64)), 4)
         nudge = net.nudge_towards(backend.to_device(y), 0.1)
         for _ in range(2):
             s = net.messages(state)
@@ -182,19 +236,29 @@ def test_identical_weights_across_configurations(ckpts):
     assert [built[n].spiking for n in NAMES] == [False, True, True, False]
     assert [built[n].pool for n in NAMES] == ["max", "max", "avg", "avg"]
     assert all(nets.same_params(built[n].params, src.params) for n in NAMES)
-    assert all(built[n].eps == src.cfg["model"]["eps"] for n in NAMES)
+    assert all(built[n].eps == src.cfg.model.eps for n in NAMES)
     init = src.initial()
     assert not nets.same_params(init.params, src.params)              # training changed the weights
 
 
+def test_descriptions_name_repository_paths_relative(ckpts):
+    """What the outputs say a net is names a path inside the repository from it (results/ holds no machine path)."""
+    nets = load("nets")
+    src = nets.from_checkpoint(ckpts / "snn_avg" / "checkpoint.npz")
+    path = "results/figures/checkpoints/snn_avg/checkpoint.npz"
+    inside = nets.Net(src.cfg, src.params, 1, REPO / path)
+    assert inside.describe() == f"SNN+avg seed 0 (1 epoch(s) of EP; {path})"
+    assert inside.initial().describe() == f"SNN+avg seed 0 (untrained; init of {path})"
+    assert src.describe().endswith(f"{ckpts / 'snn_avg' / 'checkpoint.npz'})")        # elsewhere: as given
+
+
 def test_config_overrides_the_dynamics(ckpts, tmp_path):
     """--checkpoint with --config: the checkpoint's weights at the config's eps, lam, beta, T_free, T_nudge."""
-    from minimal_ep import config
-    from minimal_ep.train import load_checkpoint
+    from minimal_ep.run import config
+    from minimal_ep.run.checkpoints import load_checkpoint
     ckpt = ckpts / "snn_avg" / "checkpoint.npz"
-    cfg = load_checkpoint(ckpt)[0]
-    cfg["model"].update(eps=0.5, lam=0.4)
-    cfg["train"].update(beta=0.3, T_free=5, T_nudge=2, seed=7)
+    cfg = load_checkpoint(ckpt)[0].replace(**{"model.eps": 0.5, "model.lam": 0.4, "train.beta": 0.3,
+                                              "train.T_free": 5, "train.T_nudge": 2, "train.seed": 7})
     (tmp_path / "dyn.toml").write_text(config.dumps(cfg))
     r = load("fig2_activation_sums").main(["--fast", "--no-plot", "--groups", "own", "--out", str(tmp_path),
                                            "--checkpoint", str(ckpt), "--config", str(tmp_path / "dyn.toml")])
@@ -206,13 +270,14 @@ def test_config_overrides_the_dynamics(ckpts, tmp_path):
 
 def test_set_overrides_keys_of_the_config(ckpts, tmp_path, capsys):
     """--set changes the --config it follows: the untrained net it describes, or the dynamics a checkpoint gets."""
-    from minimal_ep import backend, config
-    from minimal_ep.train import load_checkpoint
+    from minimal_ep import backend
+    from minimal_ep.run import config
+    from minimal_ep.run.checkpoints import load_checkpoint
     nets, ckpt = load("nets"), ckpts / "snn_avg" / "checkpoint.npz"
     (tmp_path / "c.toml").write_text(config.dumps(load_checkpoint(ckpt)[0]))
     plain = nets.from_config(tmp_path / "c.toml", ["model.init_scale=1.0"])
     wider = nets.from_config(tmp_path / "c.toml", ["model.init_scale=2.0", "model.eps=0.25"])
-    assert wider.cfg["model"]["eps"] == 0.25 and plain.cfg["model"]["eps"] != 0.25
+    assert wider.cfg.model.eps == 0.25 and plain.cfg.model.eps != 0.25
     peak = {name: {k: float(np.abs(backend.to_numpy(v)).max()) for k, v in net.params.items()}
             for name, net in (("plain", plain), ("wider", wider))}
     assert all(1.5 * peak["plain"][k] < peak["wider"][k] <= 2 * peak["plain"][k] * 1.01 for k in peak["plain"]
@@ -271,7 +336,10 @@ def test_diagnose_fast(ckpts, tmp_path):
     r = load("diagnose").main(["--fast", "--history", "--checkpoint", str(ckpts / "snn_max" / "checkpoint.npz"),
                                "--out", str(tmp_path), "--json", str(out)])
     check_files(dict(r, caption=r["caption"] + " --fast"), tmp_path)
-    assert list(r["nets"]) == ["SNN+max seed 0 init", "SNN+max seed 0 epoch 1"]
+    assert list(r["nets"]) == ["SNN+max seed 0 init", "SNN+max seed 0 epoch 1"]        # the run's stages
+    assert [d["net"].endswith(f"stages/epoch_00{e}.npz)") for e, d in enumerate(r["nets"].values())] == [True, True]
+    metrics = [json.loads(line) for line in (ckpts / "snn_max" / "metrics.jsonl").read_text().splitlines()]
+    assert [d["test_error"] for d in r["nets"].values()] == [None, metrics[0]["test_error"]]
     assert json.loads(out.read_text()).keys() == r["nets"].keys()
     for d in r["nets"].values():
         assert d["dynamics"] == config_dynamics(ckpts / "snn_max" / "checkpoint.npz")
@@ -305,7 +373,7 @@ def test_prepared_idx_files_load(tmp_path):
     spec = importlib.util.spec_from_file_location("prepare_mnist_subset", path)
     prep = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(prep)
-    from minimal_ep.datasets import load_idx
+    from minimal_ep.run.datasets import load_idx
     images = np.random.default_rng(0).integers(0, 256, (3, 28, 28), dtype=np.uint8)
     for name, a in (("img", images), ("lab", np.array([3, 1, 4], dtype=np.uint8))):
         (tmp_path / name).write_bytes(prep.idx_bytes(a))
@@ -339,8 +407,11 @@ def test_diagnose_at_other_phase_lengths(ckpts, capsys):
     (name, d), = load("diagnose").main(args + ["--phases", "7", "3"])["nets"].items()
     assert " T 7+3 " in name and (d["dynamics"]["T_free"], d["dynamics"]["T_nudge"]) == (7, 3)
     assert len(d["free"]["trace"]) == 7 and len(d["plus"]["trace"]) == len(d["minus"]["trace"]) == 3
-    assert load("cli").run_main(load("diagnose").main, args + ["--phases", "0", "3"]) == 2
-    assert "--phases 0 3" in capsys.readouterr().err
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        load("diagnose").main(args + ["--phases", "0", "3"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and "--phases" in err and "got 0" in err
 
 
 PROBE_QUICK = ["--config", str(REPO / "configs" / "figures" / "snn_avg.toml"), "--set", 'data.source="embedded"',
@@ -348,9 +419,10 @@ PROBE_QUICK = ["--config", str(REPO / "configs" / "figures" / "snn_avg.toml"), "
 
 
 def test_probe_steps_records_the_training_loops_own_batches(tmp_path):
-    from minimal_ep import backend, bptt_gradients, config, datasets, ep_gradients
-    from minimal_ep.gradcheck import cosine
-    from minimal_ep.train import load_data, network_from_config
+    from minimal_ep import backend, bptt_gradients, datasets, ep_gradients
+    from minimal_ep.run import config
+    from minimal_ep.run.gradcheck import cosine
+    from minimal_ep.run.train import load_data, network_from_config
     probe = load("probe_steps")
     records = probe.main(PROBE_QUICK + ["--steps", "3", "--batch-size", "10", "--seed", "4",
                                         "--compare-bptt", "2", "--json", str(tmp_path / "p.json")])
@@ -364,12 +436,13 @@ def test_probe_steps_records_the_training_loops_own_batches(tmp_path):
     assert row["error"] == [pytest.approx(np.mean([r["error"] for r in records]))]
     # step 1 is the gradient of a fresh net on the first batch of the loop's shuffle (seed 4)
     cfg = config.resolve(PROBE_QUICK[1], PROBE_QUICK[3::2] + ["data.batch_size=10", "data.test_size=1"])
+    assert saved["config"] == cfg.to_dict()
     net, data = network_from_config(cfg), load_data(cfg)
     idx = next(iter(datasets.iterate_batches(30, 10, True, np.random.default_rng(4))))
-    t = cfg["train"]
+    t = cfg.train
     xb, yb = backend.to_device(data.x_train[idx]), backend.to_device(data.y_train[idx])
-    g = ep_gradients(net, xb, yb, t["beta"], t["T_free"], t["T_nudge"], t["estimator"])
-    bp = bptt_gradients(net, xb, yb, t["T_free"])
+    g = ep_gradients(net, xb, yb, t.beta, t.T_free, t.T_nudge, t.estimator)
+    bp = bptt_gradients(net, xb, yb, t.T_free)
     ep_w, bp_w = ([backend.to_numpy(d[f"w{n}"]).astype(np.float64) for n in range(1, 6)] for d in (g, bp))
     np.testing.assert_allclose(records[0]["grad"], [np.linalg.norm(a) for a in ep_w], rtol=1e-6)
     np.testing.assert_allclose(records[0]["cos_bptt"], [cosine(a, b) for a, b in zip(ep_w, bp_w)], atol=1e-6)
@@ -386,4 +459,4 @@ def test_probe_steps_bad_input_is_one_line_and_status_2(capsys):
     assert exc.value.code == 2
     assert probe.cli.run_main(probe.main, PROBE_QUICK + ["--steps", "1000", "--batch-size", "300"]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 2 and "--steps (0)" in err[0] and "300000 images" in err[1]
+    assert len(err) == 2 and "--steps" in err[0] and "got 0" in err[0] and "300000 images" in err[1]

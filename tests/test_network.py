@@ -1,9 +1,12 @@
-"""The convergent RNN: Phi and its total inputs, settling, dtypes, states, bad input."""
+"""The convergent RNN: Phi and its total inputs, settling, states and reports, dtypes, bad input."""
+import dataclasses
+
 import numpy as np
 import pytest
 
 import minimal_ep as mep
 from minimal_ep.conv import conv2d
+from minimal_ep.network import check_input, check_labels, check_steps
 from nets import random_batch, small_net
 
 
@@ -11,13 +14,13 @@ def primitive_phi(net, s):
     """Phi(x, s) of docs/equations.md §2, written out from its definition (not from the network's code)."""
     total = 0.0
     for n in range(1, net.n_layers + 1):
-        prev = s[n - 1]
-        if net.is_conv(n):
-            z = conv2d(prev, net.w(n), padding=net.padding)
+        prev, w, b = s[n - 1], net.params[f"w{n}"], net.params[f"b{n}"]
+        if n <= net.n_conv:
+            z = conv2d(prev, w, padding=net.padding)
             pooled = mep.max_pool2d(z, net.F)[0] if net.pool == "max" else mep.avg_pool2d(z, net.F)
-            total += np.sum(s[n] * (pooled + net.b(n).reshape(1, -1, 1, 1)))
+            total += np.sum(s[n] * (pooled + b.reshape(1, -1, 1, 1)))
         else:
-            total += np.sum(s[n] * (prev.reshape(len(prev), -1) @ net.w(n).T + net.b(n)))
+            total += np.sum(s[n] * (prev.reshape(len(prev), -1) @ w.T + b))
     return float(total)
 
 
@@ -49,7 +52,7 @@ def test_dynamics_settle_for_ten_seeds(pool):
     residuals = []
     for seed in range(10):
         net = small_net(pool, seed=seed, conv_channels=(6, 12), hidden=(32,), n_classes=10)
-        residuals.append(net.free_phase(x, 300).residual)
+        residuals.append(net.free_phase(x, 300)[1].residual)
     print(f"pool={pool}: final residuals", ", ".join(f"{r:.1e}" for r in residuals))
     assert max(residuals) < 1e-6
 
@@ -57,27 +60,49 @@ def test_dynamics_settle_for_ten_seeds(pool):
 def test_every_phase_reports_its_residual_and_warns_when_not_settled():
     x, y = random_batch(4)
     net = small_net(settle_tol=1e-3)
-    free = net.free_phase(x, 200, record=True)
-    assert free.steps == 200 and len(free.history) == 200 and free.residual == free.history[-1]
-    assert free.history[-1] < free.history[10]               # it settles
-    plus = net.nudged_phase(free, y, 0.1, 50)
-    assert np.isfinite(plus.residual) and plus.steps == 50
+    free, report = net.free_phase(x, 200, record=True)
+    assert isinstance(free, mep.State) and isinstance(report, mep.PhaseReport)
+    assert report.steps == 200 and len(report.history) == 200 and report.residual == report.history[-1]
+    assert report.history[-1] < report.history[10]           # it settles
+    s9, _ = small_net().free_phase(x, 9)                    # the residual: ||xi^t - xi^(t-1)|| / sqrt(N)
+    s10, r10 = small_net().free_phase(x, 10)
+    expected = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(s10.xi[1:], s9.xi[1:])) / len(x))
+    assert expected > 1e-3 and abs(r10.residual - expected) < 1e-12
+    plus, plus_report = net.nudged_phase(free, y, 0.1, 50)
+    assert np.isfinite(plus_report.residual) and plus_report.steps == 50 and plus_report.history == []
     with pytest.warns(mep.NotSettledWarning, match="not settled after 2 steps"):
         net.free_phase(x, 2)
+
+
+@pytest.mark.parametrize("spiking", [False, True])
+def test_a_state_holds_only_what_the_dynamics_need(spiking):
+    """State = (xi, idx), SpikingState adds the channel's variables; a phase's report stands beside it."""
+    x, _ = random_batch(3)
+    net = small_net(spiking=spiking)
+    state, report = net.free_phase(x, 5)
+    names = [f.name for f in dataclasses.fields(state)]
+    assert names == ["xi", "idx"] + (["d", "V", "spikes", "x_prev"] if spiking else [])
+    assert [len(state.xi), len(state.idx)] == [net.n_layers + 1] * 2 and state.xi[0] is not None
+    assert (report.spikes is not None) == spiking
+    if spiking:
+        assert [row["layer"] for row in report.spike_stats()] == list(range(1, net.n_layers + 1))
+    else:
+        with pytest.raises(ValueError, match="sent no spikes"):
+            report.spike_stats()
 
 
 def test_nudged_phase_starts_from_and_leaves_the_free_state():
     x, y = random_batch(4)
     net = small_net()
-    free = net.free_phase(x, 100)
+    free, _ = net.free_phase(x, 100)
     before = [a.copy() for a in free.xi]
-    zero = net.relax(free, 30)                               # no nudge: just more free steps
-    more = net.free_phase(x, 130)
+    zero, _ = net.relax(free, 30)                            # no nudge: just more free steps
+    more, _ = net.free_phase(x, 130)
     for a, b, c in zip(before, free.xi, zero.xi):
         assert np.array_equal(a, b)                          # the free state is untouched
     for b, c in zip(zero.xi, more.xi):
         assert np.allclose(b, c, atol=1e-12)
-    plus = net.nudged_phase(free, y, 0.5, 30)
+    plus, _ = net.nudged_phase(free, y, 0.5, 30)
     # nudging lowers the loss: the output moves toward the target
     assert net.loss(plus, y) < net.loss(free, y)
 
@@ -101,8 +126,8 @@ def test_float32_stays_float32(spiking):
 
 def test_float64_on_request_and_agreement_with_float32():
     x, _ = random_batch(4)
-    s64 = small_net(dtype="float64").free_phase(x, 50)
-    s32 = small_net(dtype="float32").free_phase(x, 50)
+    s64, _ = small_net(dtype="float64").free_phase(x, 50)
+    s32, _ = small_net(dtype="float32").free_phase(x, 50)
     for a, b in zip(s64.xi[1:], s32.xi[1:]):
         assert a.dtype == np.float64 and b.dtype == np.float32
         assert np.abs(a - b).max() < 1e-4
@@ -112,12 +137,12 @@ def test_backend_invariance(xp):
     """The same seed gives the same weights, and the same states, on every backend."""
     x, _ = random_batch(4)
     net = small_net()                                       # on the fixture's backend
-    state = net.free_phase(xp.asarray(x), 20)
+    state, _ = net.free_phase(xp.asarray(x), 20)
     mep.set_backend("numpy")
     cpu = small_net()
     for k, v in cpu.params.items():
         assert np.array_equal(mep.to_numpy(net.params[k]), v)
-    for a, b in zip(state.xi, cpu.free_phase(x, 20).xi):
+    for a, b in zip(state.xi, cpu.free_phase(x, 20)[0].xi):
         assert np.allclose(mep.to_numpy(a), b, atol=1e-10)
 
 
@@ -141,8 +166,10 @@ def test_bad_input_raises_value_errors():
         small_net(eps=1.5)
     with pytest.raises(ValueError, match="pool_size must be an integer >= 1, got 0"):
         small_net(pool_size=0)
-    with pytest.raises(ValueError, match="alpha must be a finite number > 0, or 0 for F.F, got -1.0"):
+    with pytest.raises(ValueError, match=r"alpha must be a finite number > 0, or none .*for F\*F.*got -1.0"):
         small_net(alpha=-1.0)
+    with pytest.raises(ValueError, match=r"alpha must be .*, got 0$"):       # 0 no longer means F*F
+        small_net(alpha=0)
     with pytest.raises(ValueError, match="kernel 5 does not fit"):
         mep.build_network(input_shape=(1, 4, 4), conv_channels=(2,), kernel_size=5, hidden=(), n_classes=2)
     net = small_net()
@@ -159,10 +186,10 @@ def test_bad_input_raises_value_errors():
         mep.ep_gradients(net, x, np.array([0, 1, 2, 7]), 0.1, 5, 5)
     with pytest.raises(ValueError, match=r"y must be \(4,\) integer labels"):
         mep.bptt_gradients(net, x, np.zeros(3, dtype=int), 5)
-    with pytest.raises(ValueError, match="beta must be a finite non-zero number, got 0.0"):
+    with pytest.raises(ValueError, match="beta must be a finite non-zero number.*, got 0.0"):
         mep.ep_gradients(net, x, y, 0.0, 5, 5)
-    with pytest.raises(ValueError, match="beta must be a finite non-zero number, got 0.0"):
-        net.nudged_phase(net.free_phase(x, 2), y, 0.0, 5)       # beta = 0 is not a free phase
+    with pytest.raises(ValueError, match="beta must be a finite non-zero number.*, got 0.0"):
+        net.nudged_phase(net.free_phase(x, 2)[0], y, 0.0, 5)    # beta = 0 is not a free phase
     with pytest.raises(ValueError, match=r"x must lie in \[0, 1\].*got values in \[0\.07\d*, 254\.8\d*\].*pixels / 255"):
         net.free_phase(x * 255, 5)
     with pytest.raises(ValueError, match="T_nudge must be an integer >= 1"):
@@ -196,3 +223,30 @@ def test_build_network_names_the_bad_argument(kwargs, message):
     """Every argument is checked before anything is built; the error names it (issue 11, point 9)."""
     with pytest.raises(ValueError, match=message):
         small_net(**kwargs)
+
+
+def test_build_network_takes_model_settings_only_and_keeps_its_model():
+    """build_network's keywords are ModelConfig's fields (numpy scalars too); the net keeps the config."""
+    net = small_net(eps=np.float32(0.5), conv_channels=(np.int64(4), 8))
+    assert isinstance(net.model, mep.ModelConfig)
+    assert net.model.eps == net.eps == 0.5 and net.model.conv_channels == [4, 8] and net.model.alpha is None
+    assert net.alpha == 4.0 and small_net(pool="max").alpha is None
+    assert mep.build_network(net.model, input_shape=(1, 12, 12), n_classes=4, seed=3).model == net.model
+    with pytest.raises(TypeError, match="unexpected keyword argument.*epsilon.*the model settings are"):
+        small_net(epsilon=0.5)
+
+
+def test_checks_at_the_boundary():
+    """The inputs are checked where they enter, by three functions; the step itself checks nothing."""
+    net = small_net(dtype="float32")
+    x, y = random_batch(3)
+    assert check_input(net, x).dtype == np.float32
+    with pytest.raises(ValueError, match=r"x has shape \(3, 12, 12\)"):
+        check_input(net, x[:, 0])
+    assert check_labels(net, y, 3).dtype == np.int64
+    with pytest.raises(ValueError, match=r"y must be \(2,\) integer labels"):
+        check_labels(net, y, 2)
+    assert check_steps(np.int64(5)) == 5 and isinstance(check_steps(5.0), int)
+    for bad in (0, 2.5, True, "5"):
+        with pytest.raises(ValueError, match="T_free must be an integer >= 1"):
+            check_steps(bad, "T_free")

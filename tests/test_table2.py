@@ -15,19 +15,16 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from minimal_ep import cli, config as config_mod
-
-sys.path.insert(0, str(REPO / "scripts"))
-import collect_table2  # noqa: E402
-import table2_laptop as campaign  # noqa: E402
-import table2_measure  # noqa: E402
-import table2_results as results  # noqa: E402
+from minimal_ep.run import cli, config as config_mod
+from minimal_ep.run.campaign import read_json_lines
+from table2 import laptop as campaign, measure as table2_measure, report as collect_table2, results
 
 CELLS = campaign.cells()
 ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MPLBACKEND="Agg")
 
 
 def differences(a, b):
+    a, b = a.to_dict(), b.to_dict()
     return {(s, k) for s in a for k in a[s] if a[s][k] != b[s][k]}
 
 
@@ -48,13 +45,13 @@ def test_twelve_cells_each_defined_only_by_its_column_and_data():
             assert (a == b) == (not diff)
     for cell, cfg in cfgs.items():
         prefix, column = campaign.split_cell(cell)
-        m, t = cfg["model"], cfg["train"]
-        assert m["spiking"] == column.startswith("snn")
-        assert t["algorithm"] == ("bptt" if column.endswith("bptt") else "ep")
-        assert m["pool"] == ("max" if column == "snn_ep_max" else "avg")
-        assert m["loss"] == ("ce" if column in ("crnn_ep_ce", "crnn_bptt") else "mse")
-        assert cfg["data"]["source"] == "full" and cfg["run"]["out"] == f"runs/laptop/{cell}"
-        assert cfg["data"]["data_dir"] == ("data/mnist-10k" if prefix == "mnist" else "")
+        m, t = cfg.model, cfg.train
+        assert m.spiking == column.startswith("snn")
+        assert t.algorithm == ("bptt" if column.endswith("bptt") else "ep")
+        assert m.pool == ("max" if column == "snn_ep_max" else "avg")
+        assert m.loss == ("ce" if column in ("crnn_ep_ce", "crnn_bptt") else "mse")
+        assert cfg.data.source == "full" and cfg.run.out == f"results/table2/laptop/{cell}"
+        assert cfg.data.data_dir == ("data/mnist-10k" if prefix == "mnist" else "")
 
 
 def test_cells_share_the_quickstart_architecture_and_dynamics():
@@ -67,29 +64,29 @@ def test_cells_share_the_quickstart_architecture_and_dynamics():
     phases = [("train", "T_free"), ("train", "T_nudge")]
     for cell in CELLS:
         cfg = resolved(cell)
-        assert all(cfg[s][k] == quick[s][k] for s, k in shared), cell
-        longer_or_equal = all(cfg[s][k] >= quick[s][k] for s, k in phases)
+        assert all(cfg.get(s, k) == quick.get(s, k) for s, k in shared), cell
+        longer_or_equal = all(cfg.get(s, k) >= quick.get(s, k) for s, k in phases)
         assert longer_or_equal and (campaign.split_cell(cell)[0] == "fmnist" or
-                                    all(cfg[s][k] == quick[s][k] for s, k in phases)), cell
+                                    all(cfg.get(s, k) == quick.get(s, k) for s, k in phases)), cell
         net_params = campaign_params(cfg)
         assert sorted(k for k in net_params if k[0] == "w") == ["w1", "w2", "w3", "w4"]   # 4 rates, 4 weights
 
 
 def campaign_params(cfg):
-    from minimal_ep.train import network_from_config
+    from minimal_ep.run.train import network_from_config
     return network_from_config(cfg).params
 
 
 def test_plan_seeds_order_and_folders(tmp_path):
     runs = campaign.plan(runs_dir=tmp_path)
-    assert len(runs) == 18 and len({r["out"] for r in runs}) == 18
+    assert len(runs) == 18 and len({r.out for r in runs}) == 18
     for cell in CELLS:
-        mine = [r for r in runs if r["cell"] == cell]
+        mine = [r for r in runs if r.cell == cell]
         n = 3 if cell in ("fmnist_snn_ep_avg", "fmnist_snn_ep_max", "fmnist_snn_bptt") else 1
-        assert [r["seed"] for r in mine] == list(range(n))
-        assert [r["name"] for r in mine] == ([cell] if n == 1 else [f"{cell}_seed{k}" for k in range(n)])
-    prefixes = [campaign.split_cell(r["cell"])[0] for r in runs]
-    assert prefixes[:6] == ["mnist"] * 6 and [r["seed"] for r in runs[6:12]] == [0] * 6   # a full table first
+        assert [r.seed for r in mine] == list(range(n))
+        assert [r.name for r in mine] == ([cell] if n == 1 else [f"{cell}_seed{k}" for k in range(n)])
+    prefixes = [campaign.split_cell(r.cell)[0] for r in runs]
+    assert prefixes[:6] == ["mnist"] * 6 and [r.seed for r in runs[6:12]] == [0] * 6   # a full table first
 
 
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
@@ -105,7 +102,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
 
 
 def run_campaign(runs_dir, *cells):
-    return subprocess.run([sys.executable, str(REPO / "scripts" / "table2_laptop.py"), "--quick", "--runs-dir",
+    return subprocess.run([sys.executable, "-m", "table2.laptop", "--quick", "--runs-dir",
                            str(runs_dir), "--cells", *cells], env=ENV, capture_output=True, text=True, timeout=300)
 
 
@@ -126,17 +123,17 @@ def test_quick_campaign_trains_records_and_skips_what_is_done(quick):
     assert sorted(p.name for p in runs_dir.iterdir() if p.is_dir()) == sorted(names)
     for name in names:
         out = runs_dir / name
-        metrics = results.read_json_lines(out / "metrics.jsonl")
+        metrics = read_json_lines(out / "metrics.jsonl")
         assert [m["epoch"] for m in metrics] == [1, 2]
         assert all(0 <= m["test_error"] <= 1 and m["seconds"] > 0 for m in metrics)
         memory = json.loads((out / "memory.json").read_text())
         assert memory["peak_mb"] > 0 and memory["batch_size"] == 50
-        calls = results.read_json_lines(out / "campaign.jsonl")          # one child: the second start skipped it
+        calls = read_json_lines(out / "campaign.jsonl")          # one child: the second start skipped it
         assert len(calls) == 1 and calls[0]["exit_code"] == 0
         assert (calls[0]["epochs_before"], calls[0]["epochs_after"]) == (0, 2) and calls[0]["cpu_seconds"] > 0
         assert "--resume" in calls[0]["command"] and "--threads 1" in calls[0]["command"]
         assert not (out / "run.lock").exists() and not (out / "stopped.json").exists()
-    seeds = {config_mod.loads((runs_dir / f"fmnist_snn_ep_avg_seed{k}" / "config.toml").read_text())["train"]["seed"]
+    seeds = {config_mod.loads((runs_dir / f"fmnist_snn_ep_avg_seed{k}" / "config.toml").read_text()).train.seed
              for k in range(3)}
     assert seeds == {0, 1, 2}
     assert not (runs_dir / "run.lock").exists()
@@ -149,16 +146,16 @@ def test_quick_campaign_resumes_a_partial_run(tmp_path):
     assert cli.main(argv) == 0                                       # a run stopped after epoch 1
     proc = run_campaign(tmp_path, "mnist_crnn_bptt")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    calls = results.read_json_lines(out / "campaign.jsonl")
+    calls = read_json_lines(out / "campaign.jsonl")
     assert [(c["epochs_before"], c["epochs_after"]) for c in calls] == [(1, 2)]
-    assert [m["epoch"] for m in results.read_json_lines(out / "metrics.jsonl")] == [1, 2]
+    assert [m["epoch"] for m in read_json_lines(out / "metrics.jsonl")] == [1, 2]
 
 
 def test_quick_snn_bptt_cell_trains(tmp_path):
     proc = run_campaign(tmp_path, "mnist_snn_bptt")
     assert (tmp_path / "mnist_snn_bptt" / "stopped.json").exists() == (proc.returncode == 1)
     assert proc.returncode == 0, proc.stdout
-    assert len(results.read_json_lines(tmp_path / "mnist_snn_bptt" / "metrics.jsonl")) == 2
+    assert len(read_json_lines(tmp_path / "mnist_snn_bptt" / "metrics.jsonl")) == 2
 
 
 def test_report_from_the_quick_campaign(quick, tmp_path):
@@ -212,7 +209,7 @@ def test_means_and_stds_over_seeds_at_the_common_epoch(tmp_path):
 def test_partial_results_are_marked_and_the_doc_is_written_atomically(tmp_path, monkeypatch):
     runs_dir, docs = tmp_path / "runs", tmp_path / "docs"
     docs.mkdir()
-    planned = {prefix: resolved(f"{prefix}_snn_ep_avg")["train"]["epochs"] for prefix in campaign.DATASETS}
+    planned = {prefix: resolved(f"{prefix}_snn_ep_avg").train.epochs for prefix in campaign.DATASETS}
     write_run(runs_dir / "mnist_snn_ep_avg", [0.5] * planned["mnist"])
     write_run(runs_dir / "fmnist_snn_ep_avg_seed0", [0.4] * (planned["fmnist"] - 1))
     assert collect_table2.main(["--runs-dir", str(runs_dir), "--out", str(docs / "RESULTS.md")]) == 0
@@ -259,8 +256,8 @@ def test_measure_cost_and_memory(tmp_path):
 
 
 def test_the_committed_results_are_those_of_the_committed_runs(tmp_path):
-    """docs/RESULTS.md, up to its hand-written part, is what collect_table2 makes of runs/laptop/."""
-    runs_dir, doc = REPO / "runs" / "laptop", REPO / "docs" / "RESULTS.md"
+    """docs/RESULTS.md, up to its hand-written part, is what table2.report makes of results/table2/laptop/."""
+    runs_dir, doc = REPO / "results" / "table2" / "laptop", REPO / "docs" / "RESULTS.md"
     if not (runs_dir / "campaign.json").exists():
         pytest.skip("no campaign runs in this checkout")
     text = collect_table2.render(runs_dir, tmp_path / "RESULTS.md")

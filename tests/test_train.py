@@ -4,8 +4,10 @@ import json
 import numpy as np
 import pytest
 
-import minimal_ep.train as train_mod
-from minimal_ep import cli, config
+import minimal_ep.run.checkpoints as ckpt_mod
+import minimal_ep.run.resume as resume_mod
+import minimal_ep.run.train as train_mod
+from minimal_ep.run import cli, config
 
 TINY = ["data.train_size=60", "data.test_size=40", "data.batch_size=20", "model.conv_channels=[4]",
         "model.hidden=[8]", "train.T_free=6", "train.T_nudge=3", "train.lr=[0.2, 0.1, 0.05]"]
@@ -20,10 +22,10 @@ def test_config_defaults_overrides_and_round_trip(tmp_path):
     path.write_text('[model]\npool = "max"\nhidden = [32, 16]\n[train]\nbeta = 1\n')
     cfg = config.resolve(path, ["train.T_free=12", "model.loss=ce", "data.dataset=fashion-mnist", "train.lr=0.1"],
                          **{"train.epochs": 3, "train.seed": None})
-    assert cfg["model"]["pool"] == "max" and cfg["model"]["hidden"] == [32, 16]
-    assert cfg["train"]["beta"] == 1.0 and isinstance(cfg["train"]["beta"], float)
-    assert cfg["train"]["T_free"] == 12 and cfg["model"]["loss"] == "ce" and cfg["train"]["epochs"] == 3
-    assert cfg["train"]["seed"] == config.defaults()["train"]["seed"]       # None leaves the default
+    assert cfg.model.pool == "max" and cfg.model.hidden == [32, 16]
+    assert cfg.train.beta == 1.0 and isinstance(cfg.train.beta, float)
+    assert cfg.train.T_free == 12 and cfg.model.loss == "ce" and cfg.train.epochs == 3
+    assert cfg.train.seed == config.defaults().train.seed       # None leaves the default
     assert config.loads(config.dumps(cfg)) == cfg
 
 
@@ -58,14 +60,14 @@ def test_shipped_configs_are_valid_and_follow_table_1():
     for path in configs:
         cfg = config.resolve(path)
         if path.stem.startswith(("mnist_2c2fc", "fmnist_2c2fc")):
-            t, m = cfg["train"], cfg["model"]
+            t, m = cfg.train, cfg.model
             mnist = path.stem.startswith("mnist")
-            assert (t["beta"], m["eps"], m["lam"], t["T_free"], t["T_nudge"]) == \
+            assert (t.beta, m.eps, m.lam, t.T_free, t.T_nudge) == \
                 ((0.1, 0.9, 0.6, 250, 50) if mnist else (0.2, 1.0, 0.6, 350, 50)), path.name
-            assert t["lr"] == [0.25, 0.15, 0.1, 0.08] and cfg["data"]["batch_size"] == 125
-            assert t["epochs"] == 250 and m["conv_channels"] == [128, 256] and t["momentum"] == 0
-            assert m["loss"] == ("mse" if m["spiking"] else "ce")
-            assert m["pool"] == ("max" if "maxpool" in path.stem else "avg")
+            assert t.lr == [0.25, 0.15, 0.1, 0.08] and cfg.data.batch_size == 125
+            assert t.epochs == 250 and m.conv_channels == [128, 256] and t.momentum == 0
+            assert m.loss == ("mse" if m.spiking else "ce")
+            assert m.pool == ("max" if "maxpool" in path.stem else "avg")
 
 
 @pytest.mark.parametrize("extra", [[], ["model.spiking=false", "model.loss=ce", "train.algorithm=bptt"]])
@@ -81,10 +83,10 @@ def test_one_epoch_writes_every_output_file(tmp_path, extra):
     for key in ("epoch", "train_error", "test_error", "loss", "seconds"):
         assert key in row
     assert 0 <= row["test_error"] <= 1 and row["epoch"] == 1
-    assert ("firing_rate" in row) == cfg["model"]["spiking"]
+    assert ("firing_rate" in row) == cfg.model.spiking
     assert any("test error" in line for line in lines)
     assert not list(tmp_path.glob(".*tmp*"))                  # no temporary file left behind
-    loaded = train_mod.load_checkpoint(tmp_path / "checkpoint.npz")
+    loaded = ckpt_mod.load_checkpoint(tmp_path / "checkpoint.npz")
     assert loaded[0] == cfg and loaded[3] == 1
 
 
@@ -118,7 +120,7 @@ def test_nan_stops_training_naming_layer_and_epoch(tmp_path, monkeypatch):
     cfg = tiny_config(tmp_path, epochs=3)
     with pytest.raises(train_mod.TrainingDiverged, match="gradient of w2 at epoch 2, batch 1"):
         train_mod.train(cfg, progress=False, log=lambda s: None)
-    assert train_mod.load_checkpoint(tmp_path / "checkpoint.npz")[3] == 1   # last good epoch kept
+    assert ckpt_mod.load_checkpoint(tmp_path / "checkpoint.npz")[3] == 1   # last good epoch kept
 
 
 def _run_cli(capsys, *argv):
@@ -161,4 +163,45 @@ def test_cli_ctrl_c_keeps_the_last_completed_epoch(tmp_path, capsys, monkeypatch
         args += ["--set", s]
     code, out, err = _run_cli(capsys, *args)
     assert code == 130 and "interrupted" in err and "Traceback" not in err
-    assert train_mod.load_checkpoint(tmp_path / "checkpoint.npz")[3] == 1
+    assert ckpt_mod.load_checkpoint(tmp_path / "checkpoint.npz")[3] == 1
+
+
+def test_resume_records_a_changed_learning_rate_and_refuses_other_settings(tmp_path):
+    quiet = dict(progress=False, log=lambda s: None)
+    train_mod.train(tiny_config(tmp_path, epochs=3), until=1, **quiet)
+    with pytest.raises(ckpt_mod.CheckpointError, match=r"train.beta: 0.2 -> 0.5"):
+        train_mod.train(tiny_config(tmp_path, "train.beta=0.5", epochs=3), resume=True, **quiet)
+    lower = tiny_config(tmp_path, "train.lr=[0.1, 0.05, 0.025]", epochs=3)
+    metrics = train_mod.train(lower, resume=True, until=2, **quiet)
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    ckpt = ckpt_mod.read_checkpoint(tmp_path / "checkpoint.npz")
+    assert ckpt.config == lower and ckpt.changes == [
+        {"epoch": 2, "key": "train.lr", "old": [0.2, 0.1, 0.05], "new": [0.1, 0.05, 0.025]}]
+    assert config.resolve(tmp_path / "config.toml") == lower
+    assert resume_mod.undo(lower, ckpt.changes)[-1] == tiny_config(tmp_path, epochs=3)
+
+
+def test_a_linear_schedule_keeps_its_length_once_a_second_epoch_is_done(tmp_path):
+    quiet = dict(progress=False, log=lambda s: None)
+    train_mod.train(tiny_config(tmp_path, epochs=2), **quiet)
+    with pytest.raises(ckpt_mod.CheckpointError, match=r"train.epochs: 2 -> 4 \(the learning rates of completed"):
+        train_mod.train(tiny_config(tmp_path, epochs=4), resume=True, **quiet)
+    assert resume_mod.epochs_problem(tiny_config(tmp_path, epochs=2), tiny_config(tmp_path, epochs=4), 1) is None
+    constant = [tiny_config(tmp_path, "train.lr_schedule=constant", epochs=e) for e in (2, 4)]
+    assert resume_mod.epochs_problem(*constant, 2) is None
+    assert "2 epochs are already done" in resume_mod.epochs_problem(constant[1], constant[0].replace(**{
+        "train.epochs": 1}), 2)
+
+
+def test_config_toml_records_round_trip(tmp_path):
+    cfg = tiny_config(tmp_path)
+    record = {"f.gz": {"path": "/d/f.gz", "sha256": "0" * 64, "content_sha256": "1" * 64, "content": "official",
+                       "first_epoch": 1, "last_epoch": 2}}
+    changes = [{"epoch": 2, "key": "train.lr", "old": [0.2, 0.1, 0.05], "new": 0.1},
+               {"epoch": 3, "key": "train.epochs", "old": 3, "new": 4}]
+    environment = [{"first_epoch": 1, "threads": 1, "numpy": "2.4", "python": "3.11", "blas": "openblas 0.3"}]
+    path = tmp_path / "c.toml"
+    path.write_text(config.dumps(cfg, record, changes, environment))
+    assert config.resolve(path) == cfg and config.loads(path.read_text()) == cfg   # records are no settings
+    tables = config.read_toml(path)
+    assert (tables["data_files"], tables["changes"], tables["environment"]) == (record, changes, environment)

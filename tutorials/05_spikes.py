@@ -14,24 +14,25 @@
 # %% [markdown]
 # # 05 Spikes: Sigma-Delta modulation, predictive coding, and a spiking layer
 #
-# In the spiking network (the paper's "SNN", Eq. 6-10) layers no longer send their states to each
-# other, only binary spikes. Two small mechanisms make that work, and we try them on toy signals
-# before putting them in the network:
+# In the spiking network (the paper's "SNN", Eq. 6-10) layers no longer send their states to
+# each other, only binary spikes. Two small mechanisms make that work, and we try them on toy
+# signals before putting them in the network ($\lambda$ is `lam` in the code):
 #
 # | piece | equation | what it does |
 # |---|---|---|
-# | Sigma-Delta modulator | `s = 1[V + e > 0.5]`, `V <- V + e - s` (Eq. 6) | value -> spikes; V keeps the rest |
-# | predictive encoder | `e = (r - (1 - lam) r_prev) / lam` (Eq. 8) | sends the innovation of r |
-# | predictive decoder | `d = (1 - lam) d + lam * received` (Eq. 7) | low-pass filter, undoes the encoder |
+# | Sigma-Delta modulator | $s = \mathbb{1}[V + e > V_{th}]$, $V \leftarrow V + e - s$ (Eq. 6) | value -> spikes; V keeps the rest |
+# | predictive encoder | $e = (r - (1 - \lambda)\, r_{\mathrm{prev}}) / \lambda$ (Eq. 8) | sends the innovation of r |
+# | predictive decoder | $d \leftarrow (1 - \lambda)\, d + \lambda\, s$ (Eq. 7) | low-pass filter, undoes the encoder |
 #
 # In the paper's notation the modulator is
 #
 # $$s^t = \sigma\big(V^{t-1} + e^t > V_{th}\big), \qquad V^t = V^{t-1} + e^t - s^t ,$$
 #
-# and the paper leaves the threshold $V_{th}$ open. **$V_{th} = 0.5$ is this implementation's
-# choice**, O'Connor et al.'s rounding quantiser (a spike when the accumulated value rounds to 1);
-# `sigma_delta(..., v_th=...)`, `encode(..., v_th=...)` and `build_network(..., v_th=...)` change it
-# (exercise 1).
+# and the paper leaves the threshold $V_{th}$ open. **$V_{th} = 0.5$ is this
+# implementation's choice**, O'Connor et al.'s rounding quantiser (a spike when the
+# accumulated value rounds to 1); `sigma_delta(..., v_th=...)`, `encode(..., v_th=...)` and
+# `build_network(..., v_th=...)` change it (exercise 1). The works cited are listed in the
+# [references](../docs/course/references.md).
 
 # %%
 import os
@@ -48,17 +49,18 @@ import numpy as np
 
 import minimal_ep as mep
 from minimal_ep import datasets
-from minimal_ep.spiking import decode, encode, predictive_decode, predictive_encode, sigma_delta
+from minimal_ep.spiking import (decode, encode, predictive_decode, predictive_encode,
+                                sigma_delta)
 
-FAST = os.environ.get("MINIMAL_EP_FAST", "0") == "1"
+QUICK = os.environ.get("MINIMAL_EP_QUICK", "0") == "1"  # smaller sizes, a few seconds
 SEED = int(os.environ.get("MINIMAL_EP_SEED", "0"))  # other weights, other draws
 T = 100                          # steps of the toy signals
-np.set_printoptions(precision=3, suppress=True, linewidth=110)
+np.set_printoptions(precision=3, suppress=True, linewidth=88)
 
 # %% [markdown]
 # ## 1. Sigma-Delta, one step at a time
-# A constant input a = 0.3. V accumulates 0.3 per step; when it passes 0.5 a spike is sent and 1
-# is subtracted. Look for: 3 spikes every 10 steps, V always within (-0.5, 0.5].
+# A constant input $a = 0.3$. V accumulates 0.3 per step; when it passes 0.5 a spike is sent
+# and 1 is subtracted. Look for: 3 spikes every 10 steps, V always within (-0.5, 0.5].
 
 # %%
 V = np.zeros(1)
@@ -68,23 +70,26 @@ for t in range(10):
 
 # %% [markdown]
 # ## 2. A constant, a ramp and a sine
-# `encode(signal, lam=1)` runs the modulator on a (T, D) signal, one column per "neuron". With
-# lam = 1 the encoder sends the value itself. The cumulative count minus the cumulative input is
-# exactly -V (sum the update `V <- V + a - s` over the steps, from V = 0). While every input lies in
-# [0, 1], V stays in (V_th - 1, V_th] = (-0.5, 0.5]: if V is in that interval, V + a lies in
-# (-0.5, 1.5], and subtracting a spike when it exceeds 0.5 brings it back. So the count never
-# drifts from the cumulative input by more than **0.5**; we measure 0.50.
+# `encode(signal, lam=1)` runs the modulator on a (T, D) signal, one column per "neuron".
+# With $\lambda = 1$ the encoder sends the value itself. The cumulative count minus the
+# cumulative input is exactly $-V$ (sum the update $V \leftarrow V + a - s$ over the steps,
+# from $V = 0$). While every input lies in [0, 1], V stays in
+# $(V_{th} - 1, V_{th}] = (-0.5, 0.5]$: if V is in that interval, $V + a$ lies in
+# $(-0.5, 1.5]$, and subtracting a spike when it exceeds 0.5 brings it back. So the count
+# never drifts from the cumulative input by more than **0.5**; we measure 0.50.
 
 # %%
 t = np.arange(T)
-signals = np.stack([np.full(T, 0.3), t / (T - 1), 0.5 + 0.4 * np.sin(2 * np.pi * t / 40)], axis=1)
+sine = 0.5 + 0.4 * np.sin(2 * np.pi * t / 40)
+signals = np.stack([np.full(T, 0.3), t / (T - 1), sine], axis=1)
 names = ["constant 0.3", "ramp 0 -> 1", "sine"]
 spikes = encode(signals, lam=1.0)
 drift = np.cumsum(spikes, axis=0) - np.cumsum(signals, axis=0)
 for i, name in enumerate(names):
-    print(f"{name:13s} spikes {int(spikes[:, i].sum()):3d}   sum of the signal {signals[:, i].sum():6.2f}"
+    print(f"{name:13s} spikes {int(spikes[:, i].sum()):3d}"
+          f"   sum of the signal {signals[:, i].sum():6.2f}"
           f"   max |cumulative drift| {np.abs(drift[:, i]).max():.2f}")
-assert np.abs(drift).max() <= 0.5 + 1e-12                       # the bound derived above
+assert np.abs(drift).max() <= 0.5 + 1e-12                   # the bound derived above
 
 fig, axes = plt.subplots(3, 1, figsize=(10, 5), sharex=True)
 for ax, i in zip(axes, range(3)):
@@ -102,10 +107,11 @@ plt.show()
 #
 # ## 3. Predictive coding
 # The receiver of spikes needs the *value*, smoothed over time. The decoder
-# `d <- (1 - lam) d + lam * s` is a low-pass filter with time constant ~1/lam steps; on its own it
-# would also smooth the signal (lag). The encoder pre-distorts the signal, sending
-# `(r - (1 - lam) r_prev) / lam`, which the filter maps back to r exactly: only the spikes'
-# quantisation error is left. First by hand with the three pieces, checked against `encode`:
+# $d \leftarrow (1 - \lambda)\, d + \lambda\, s$ is a low-pass filter with a time constant of
+# about $1/\lambda$ steps; on its own it would also smooth the signal (lag). The encoder
+# pre-distorts the signal, sending $(r - (1 - \lambda)\, r_{\mathrm{prev}}) / \lambda$, which
+# the filter maps back to r exactly: only the spikes' quantisation error is left. First by
+# hand with the three pieces, checked against `encode`:
 
 # %%
 lam = 0.6
@@ -118,27 +124,35 @@ for r in signals:
     decoded.append(d)
     r_prev = r
 sent, decoded = np.array(sent), np.array(decoded)
-print(f"spike trains equal to encode(signals, lam): {np.array_equal(sent, encode(signals, lam))}"
-      f" ({int(sent.sum())} spikes);  max |decoded - decode(sent, lam)| = "
-      f"{np.abs(decoded - decode(sent, lam)).max():.1e}")
-assert np.array_equal(sent, encode(signals, lam)) and np.allclose(decoded, decode(sent, lam))
+print("spike trains equal to encode(signals, lam):",
+      np.array_equal(sent, encode(signals, lam)), f"({int(sent.sum())} spikes)")
+gap = np.abs(decoded - decode(sent, lam)).max()
+print(f"max |decoded - decode(sent, lam)| = {gap:.1e}")
+assert np.array_equal(sent, encode(signals, lam))
+assert np.allclose(decoded, decode(sent, lam))
 
 # %% [markdown]
 # The count now telescopes differently: summing the encoder over the steps gives
-# `count - sum_t r_t = (1 - lam)/lam * (r_T - r_0) - (V_T - V_0)`. A signal that ends higher than
-# it started is paid for with extra spikes; the drift is no longer bounded by 1 but stays O(1).
+#
+# $$\sum_t s_t - \sum_t r_t = \frac{1 - \lambda}{\lambda}\,(r_T - r_0) - (V_T - V_0) .$$
+#
+# A signal that ends higher than it started is paid for with extra spikes: the drift is no
+# longer bounded by 0.5, but it stays $O(1)$, bounded by $(1 - \lambda)/\lambda$ plus the
+# range of V, whatever the number of steps.
 
 # %%
 lhs = sent.sum(axis=0) - signals.sum(axis=0)
 rhs = (1 - lam) / lam * (signals[-1] - 0) - (V - 0)
-print("count - sum r:", lhs, "  (1-lam)/lam (r_T - r_0) - (V_T - V_0):", rhs)
+print("count - sum r:", lhs)
+print("(1-lam)/lam (r_T - r_0) - (V_T - V_0):", rhs)
 assert np.allclose(lhs, rhs)
 
 # %% [markdown]
-# How well does the decoder reconstruct the signal, for the paper's lam = 0.6 and for 0.3 and 1?
-# We measure the mean |d_t - r_t| after 20 steps of warm-up, and also pass the spikes through
-# random weights W (a layer of 4 receivers): `decode(spikes, lam, weight=W)` reconstructs
-# `W @ r`. Look for: smaller lam, smoother and more accurate reconstruction.
+# How well does the decoder reconstruct the signal, for the paper's $\lambda = 0.6$ and for
+# 0.3 and 1? We measure the mean $\lvert d_t - r_t \rvert$ after 20 steps of warm-up, and
+# also pass the spikes through random weights W (a layer of 4 receivers):
+# `decode(spikes, lam, weight=W)` reconstructs $W r$. Look for: smaller $\lambda$, smoother
+# and more accurate reconstruction.
 
 # %%
 lams = [0.3, 0.6, 1.0]
@@ -149,11 +163,11 @@ for lam in lams:
     recon[lam] = decode(sp, lam)
     errs[lam] = np.abs(recon[lam] - signals)[20:].mean(axis=0)
     errs_w[lam] = np.abs(decode(sp, lam, weight=W) - signals @ W.T)[20:].mean()
-    print(f"lam = {lam}: firing rate {sp.mean():.2f}   mean |d - r| per signal {errs[lam]}"
-          f"   through W: {errs_w[lam]:.3f}")
+    print(f"lam = {lam}: firing rate {sp.mean():.2f}  mean |d - r| per signal",
+          errs[lam], f"through W {errs_w[lam]:.3f}")
 assert errs[0.3].mean() < errs[0.6].mean() < errs[1.0].mean()
 
-fig, axes = plt.subplots(1, 2, figsize=(12, 3.5), gridspec_kw={"width_ratios": [3, 1]})
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [2, 1]})
 axes[0].plot(t, signals[:, 2], "k", lw=2, label="sine")
 for lam in lams:
     axes[0].plot(t, recon[lam][:, 2], lw=1, label=f"decoded, lam = {lam}")
@@ -168,46 +182,55 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# With lam = 1 the "reconstruction" is the raw spike train (0 or 1 each step); lam = 0.3 averages
-# over ~3 steps. The price is paid in the network: a state change reaches the next layer spread
-# over more steps, so smaller lam needs longer phases.
+# With $\lambda = 1$ the "reconstruction" is the raw spike train (0 or 1 each step);
+# $\lambda = 0.3$ averages over about 3 steps. The price is paid in the network: a state
+# change reaches the next layer spread over more steps, so a smaller $\lambda$ needs longer
+# phases.
 #
 # ## 4. A spiking network next to a CRNN with the same weights
-# `build_network(..., spiking=True, lam=...)` builds the same layers and, for the same seed, the
-# same weights; only the step differs. Each spiking layer keeps its state xi, decoded input d,
-# potential V, and emits spikes (the image itself is sent as spikes too). We settle the CRNN and
-# run the SNN from rest, step by step, measuring mean |xi_snn - xi_crnn| per layer.
+# `build_network(..., spiking=True, lam=...)` builds the same layers and, for the same seed,
+# the same weights; only the step differs. Each spiking layer keeps its state $\xi$, decoded
+# input d, potential V, and emits spikes (the image itself is sent as spikes too). We settle
+# the CRNN and run the SNN from rest, measuring the mean
+# $\lvert \xi_{\mathrm{snn}} - \xi_{\mathrm{crnn}} \rvert$ per layer after every step:
+# `net.relax(state, T, on_step=f)` runs T steps from `state` and calls `f(new_state)` after
+# each.
 
 # %%
-N, T_net = (4, 120) if FAST else (8, 150)
+N, T_net = (4, 120) if QUICK else (8, 150)
 data = datasets.load_dataset("mnist")
 x = datasets.to_float_images(data["train_images"][:N], "float64")
-kw = dict(input_shape=(1, 28, 28), conv_channels=(8, 16), hidden=(32,), pool="avg", loss="mse",
-          dtype="float64", seed=SEED, eps=0.3)
+kw = dict(input_shape=(1, 28, 28), conv_channels=(8, 16), hidden=(32,), pool="avg",
+          loss="mse", dtype="float64", seed=SEED, eps=0.3)
 crnn = mep.build_network(spiking=False, **kw)
 snn = mep.build_network(spiking=True, lam=0.3, **kw)
 assert all(np.array_equal(crnn.params[k], snn.params[k]) for k in crnn.params)
-ref = crnn.free_phase(x, 300)
+ref, ref_report = crnn.free_phase(x, 300)
 L = crnn.n_layers
-print(f"CRNN residual after 300 steps {ref.residual:.0e};  mean |xi_crnn| per layer",
-      [round(float(np.abs(a).mean()), 3) for a in ref.xi[1:]])
+print(f"CRNN residual after 300 steps {ref_report.residual:.0e}")
+print("mean |xi_crnn| per layer", [round(float(np.abs(a).mean()), 3)
+                                   for a in ref.xi[1:]])
 
 
 def run_snn(net, steps):
-    """The free phase by hand: returns the state, per-step distances and the output's spikes."""
-    st = net.init_state(x)
-    tally = net.new_tally(st)                  # spike counts and summed states, for net.spike_stats
+    """A free phase, watched.
+
+    Returns the last state, the phase's report (with its spike counts), the per-step
+    distances to the CRNN's fixed point, (steps, L), and the output's spikes of image 0.
+    """
     dist, raster = [], []
-    for _ in range(steps):
-        st = net.step(st)
-        tally.add(st)
-        dist.append([float(np.abs(a - b).mean()) for a, b in zip(st.xi[1:], ref.xi[1:])])
+
+    def watch(st):                             # called with every new state
+        dist.append([float(np.abs(a - b).mean())
+                     for a, b in zip(st.xi[1:], ref.xi[1:])])
         raster.append(st.spikes[L][0])
-    st.steps, st.tally = steps, tally
-    return st, np.array(dist), np.array(raster)
+
+    # the same as net.free_phase(x, steps), watched
+    st, report = net.relax(net.init_state(x), steps, on_step=watch)
+    return st, report, np.array(dist), np.array(raster)
 
 
-st, dist, raster = run_snn(snn, T_net)
+st, report, dist, raster = run_snn(snn, T_net)
 plt.figure(figsize=(6, 3.5))
 for n in range(1, L + 1):
     plt.semilogy(dist[:, n - 1], label=f"layer {n}")
@@ -218,29 +241,33 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Look for: a fast fall while the SNN settles, then a plateau: the spikes keep the state jittering
-# around the CRNN's fixed point, a fraction of the layer's mean activity. A larger lam (less
-# smoothing in the decoder) sits further away (mean over the last 20 steps, so that one step's
-# jitter does not decide):
+# Look for: a fast fall while the SNN settles, then a plateau: the spikes keep the state
+# jittering around the CRNN's fixed point, a fraction of the layer's mean activity. A larger
+# $\lambda$ (less smoothing in the decoder) sits further away (mean over the last 20 steps,
+# so that one step's jitter does not decide):
 
 # %%
 far = {0.3: dist[-20:].mean(axis=0)}
-far[0.6] = run_snn(mep.build_network(spiking=True, lam=0.6, **kw), T_net)[1][-20:].mean(axis=0)
+snn_06 = mep.build_network(spiking=True, lam=0.6, **kw)
+far[0.6] = run_snn(snn_06, T_net)[2][-20:].mean(axis=0)
 for lam, dd in far.items():
-    print(f"lam = {lam}: mean |xi_snn - xi_crnn| per layer, last 20 of {T_net} steps {np.round(dd, 4)}")
+    print(f"lam = {lam}: mean |xi_snn - xi_crnn| per layer, last 20 of {T_net} steps:",
+          f"\n    {np.round(dd, 4)}")
 scale = np.array([float(np.abs(a).mean()) for a in ref.xi[1:]])
 assert np.all(far[0.3] < 0.25 * scale) and far[0.3].mean() < far[0.6].mean()
 
 # %% [markdown]
 # ## 5. Firing rates and the spike-count identity
-# `net.spike_stats(state)` reports per layer the firing rate (spikes per neuron per step) and how
-# far each neuron's spike rate is from its mean state, `mean |count/T - mean_t xi|`. The raster
-# shows the 10 output neurons of image 0. Look for: rates comparable to the mean states above,
-# rate errors of order 1/T.
+# The report of a spiking phase counts its spikes: `report.spike_stats()` gives per layer the
+# firing rate (spikes per neuron per step) and how far each neuron's spike rate is from its
+# mean state, the mean of $\lvert \mathrm{count}/T - \mathrm{mean}_t\, \xi_t \rvert$. The
+# raster shows the 10 output neurons of image 0. Look for: rates comparable to the mean
+# states above, rate errors of order $1/T$.
 
 # %%
-for row in snn.spike_stats(st):
-    print(f"layer {row['layer']}: rate {row['rate']:.3f}   rate error {row['rate_error']:.4f}")
+for row in report.spike_stats():
+    print(f"layer {row['layer']}: rate {row['rate']:.3f}"
+          f"   rate error {row['rate_error']:.4f}")
 plt.figure(figsize=(8, 2.5))
 for c in range(10):
     on = np.nonzero(raster[:, c])[0]
@@ -253,17 +280,23 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The rate error is small for the same reason as in section 3: each layer's encoder telescopes.
-# From rest (`xi^0 = 0`, `V^0 = 0`), for every neuron,
-# `count - sum_t xi_t = (1 - lam)/lam * xi^T - V^T`, so `|count/T - mean xi| <= ((1-lam)/lam +
-# |V^T|)/T`. V is not confined to [-0.5, 0.5] here: the encoder's innovation e can be negative
-# (a falling state), and there are no negative spikes, but it stays O(1). The state keeps the
-# sums in `state.tally.spike_count` and `state.tally.xi_sum`; we check the identity exactly and print the range of V.
+# The rate error is small for the same reason as in section 3: each layer's encoder
+# telescopes. From rest ($\xi^0 = 0$, $V^0 = 0$), for every neuron,
+#
+# $$\mathrm{count} - \sum_t \xi^t = \frac{1 - \lambda}{\lambda}\, \xi^T - V^T,
+#   \qquad\text{so}\qquad
+#   \Big\lvert \frac{\mathrm{count}}{T} - \overline{\xi} \Big\rvert
+#   \le \frac{(1 - \lambda)/\lambda + \lvert V^T \rvert}{T} .$$
+#
+# V is not confined to [-0.5, 0.5] here: the encoder's innovation e can be negative (a
+# falling state), and there are no negative spikes, but it stays $O(1)$. The phase's report
+# keeps the sums in `report.spikes.spike_count` and `report.spikes.xi_sum`; we check the
+# identity exactly and print the range of V.
 
 # %%
 lam = snn.lam
 for n in range(1, L + 1):
-    lhs = st.tally.spike_count[n] - st.tally.xi_sum[n]
+    lhs = report.spikes.spike_count[n] - report.spikes.xi_sum[n]
     rhs = (1 - lam) / lam * st.xi[n] - st.V[n]
     print(f"layer {n}: max |identity error| {np.abs(lhs - rhs).max():.1e}")
     assert np.allclose(lhs, rhs, atol=1e-9)
@@ -272,31 +305,35 @@ print(f"V after {T_net} steps lies in [{v_all.min():.2f}, {v_all.max():.2f}]")
 
 # %% [markdown]
 # ## What we learned
-# - Sigma-Delta modulation sends a value as spikes whose cumulative count tracks the cumulative
-#   input within 0.5 (for inputs in [0, 1] and V_th = 0.5, this implementation's choice); the
-#   potential V carries the remainder.
+# - Sigma-Delta modulation sends a value as spikes whose cumulative count tracks the
+#   cumulative input within 0.5 (for inputs in [0, 1] and $V_{th} = 0.5$, this
+#   implementation's choice); the potential V carries the remainder.
 # - Predictive coding (encoder Eq. 8, decoder Eq. 7) lets a low-pass decoder reconstruct the
-#   signal, or a weighted sum of signals, from spikes; smaller lam reconstructs more accurately
-#   and reacts more slowly.
+#   signal, or a weighted sum of signals, from spikes; a smaller $\lambda$ reconstructs more
+#   accurately and reacts more slowly.
 # - A spiking network with the CRNN's weights settles near the CRNN's fixed point, up to a
-#   quantisation jitter that is smaller for smaller lam.
-# - Firing rates track the states to O(1/T): the spike count telescopes,
-#   `count - sum xi = (1 - lam)/lam (xi^T - xi^0) - (V^T - V^0)`.
+#   quantisation jitter that is smaller for smaller $\lambda$.
+# - Firing rates track the states to $O(1/T)$: the spike count telescopes,
+#   $\mathrm{count} - \sum_t \xi^t = \frac{1 - \lambda}{\lambda}(\xi^T - \xi^0) - (V^T - V^0)$.
 
 # %% [markdown]
 # ## Exercises
-# Solutions: `tutorials/solutions/05_spikes.py`. Use `sigma_delta`, `encode`, `decode`,
-# `build_network`, `net.free_phase` and `net.spike_stats`.
+# Solutions: `tutorials/solutions/05_spikes.py`. To hand in: the stubs of
+# `tutorials/exercises/05_spikes.py`, graded by `make grade DIR=your/folder`. Use
+# `sigma_delta`, `encode`, `decode`, `build_network`, `net.free_phase`, `net.relax` and the
+# report's `spike_stats()`.
 #
-# 1. **The threshold sets the drift bound.** Feed 10^4 random inputs in [0, 1] (uniform) through
-#    `sigma_delta` with V_th = 0.2, 0.5 and 0.8 and record the range of V and the largest
-#    |cumulative spikes - cumulative input|. Derive the bound `max(V_th, 1 - V_th)` and explain why
-#    V_th = 0.5 is the rounding choice. Which V_th keeps the long-run firing rate equal to the mean
-#    input?
-# 2. **Rate errors fall as 1/T.** Run the spiking net of section 4 for T = 50, 100, 200 and 400
-#    free steps and read `rate_error` from `net.spike_stats`. Check that `T * rate_error` stays
-#    roughly constant (the telescoping identity of section 5 says it is bounded).
-# 3. **lam against distance.** For lam = 0.1, 0.2, 0.3, 0.6 and 1.0, measure the mean
-#    |xi_snn - xi_crnn| over the last 50 of 300 free steps, averaged over the layers. Does a
-#    smaller lam always settle closer? What does it cost (look at the first 50 steps)?
-
+# 1. **The threshold sets the drift bound.** Feed $10^4$ random inputs in [0, 1] (uniform)
+#    through `sigma_delta` with $V_{th}$ = 0.2, 0.5 and 0.8 and record the range of V and
+#    the largest |cumulative spikes - cumulative input|. Derive the bound
+#    $\max(V_{th}, 1 - V_{th})$ and explain why $V_{th} = 0.5$ is the rounding choice. Which
+#    $V_{th}$ keeps the long-run firing rate equal to the mean input?
+# 2. **Rate errors fall as 1/T.** Run the spiking net of section 4 for T = 50, 100, 200 and
+#    400 free steps and read `rate_error` from `report.spike_stats()`. Check that
+#    T times the rate error stays bounded (the telescoping identity of section 5 says so).
+# 3. **lam against distance.** For $\lambda$ = 0.1, 0.2, 0.3, 0.6 and 1.0, run the spiking
+#    net of section 4 for 300 free steps (one run each, watched with `net.relax(...,
+#    on_step=...)`) and record, after every step, the mean
+#    $\lvert \xi_{\mathrm{snn}} - \xi_{\mathrm{crnn}} \rvert$ averaged over the layers. Average
+#    it over the first 50 and over the last 50 steps. Does a smaller $\lambda$ always settle
+#    closer? What does it cost (look at the first 50 steps)?

@@ -1,11 +1,7 @@
 """What the benchmark scripts share: the nets and targets, the clock, FLOP counts, the time breakdown,
-the A/B against a baseline commit, and the Markdown summary. The scripts are one level up.
+the A/B against baseline commits, and the Markdown summary. The scripts are one level up.
 
-The benchmarks measure the checkout they belong to: its root goes first on ``sys.path``.
+``benchmarks`` and ``benchmarks.benchlib`` are installed with the project (``pip install -e .``), so
+``from benchmarks.benchlib import common`` works from anywhere; they measure the ``minimal_ep`` that
+is imported (this checkout's, in an editable install).
 """
-import pathlib
-import sys
-
-_REPO = str(pathlib.Path(__file__).resolve().parents[2])
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)

@@ -1,12 +1,15 @@
-"""A/B: the same EP batch of every net, timed for a baseline commit and for this checkout, alternately.
+"""A/B: the same EP batch of every net, timed for baseline commits and for this checkout, interleaved.
 
-The issue's targets are speedups over "today's main" (commit ``fbe01e1``) measured in the same run.
-:func:`run_ab` exports the baseline's ``minimal_ep/`` with ``git archive`` into a temporary
-directory, then times each net in child processes (``ab_child.py``) with PYTHONPATH set to one
-checkout or the other: baseline, current, current, baseline, ... so slow drifts of a shared
-machine hit both alike. Each child builds the net, warms up, times one batch and exits. The result
-per net: the times of both versions, their medians, and the speedup of every pair (baseline time
-/ current time) with its median, which is what the targets are checked against.
+The issues' targets are speedups over earlier commits measured in the same run (issue 25: the head
+before it, ``9374924``, for every net; ``fbe01e1``, the code before the fast path, for the nets
+compared with Laborieux et al.'s PyTorch code). :func:`run_ab` exports each baseline's
+``minimal_ep/`` with ``git archive`` into a temporary directory, then times each net in child
+processes (``ab_child.py``) with PYTHONPATH set to one version or another, the order reversed
+every repetition (baselines, current, then current, baselines reversed, ...) so that slow drifts
+of a shared machine hit every version alike. Each child builds the net, warms up, times one batch
+and exits. The result per baseline and net: the times of both versions, their medians, and the
+speedup of every pair (baseline time / current time of the same repetition) with its median, which
+is what the targets are checked against.
 """
 import io
 import json
@@ -21,7 +24,6 @@ import tempfile
 from .common import HERE, REPO, UsageError, load_record, thread_env, usage
 
 CHILD = HERE / "ab_child.py"
-DEFAULT_BASELINE = "fbe01e1"
 
 
 def _git(*args, binary=False):
@@ -104,51 +106,72 @@ def summarise(name, baseline, current):
             "ratio_of_medians": statistics.median(baseline) / statistics.median(current)}
 
 
-def run_ab(nets, ref=DEFAULT_BASELINE, repeats=5, threads=2, one_child_per_net=True, log=print):
-    """Time every net's EP batch for the baseline commit ``ref`` and for this checkout, alternately.
+def run_ab(plan, repeats=5, threads=(2,), one_child_per_net=True, log=print):
+    """Time every net's EP batch for each baseline commit and for this checkout, interleaved.
 
     Parameters
     ----------
-    nets : list of nets.Net
-    ref : str
-        A commit of this repository (default ``fbe01e1``, the issue's "today's main").
+    plan : dict
+        ``{ref: [nets.Net, ...]}``: the commits of this repository to compare with, in order, and
+        the nets each is timed on (the current version runs every net of any of them).
     repeats : int
-        Pairs of batches per net (each batch in a fresh child process).
-    threads : int
-        BLAS threads of the children (the targets are set for 2).
+        Repetitions; each times every version once per net and thread count, every batch in a
+        fresh child process.
+    threads : sequence of int
+        BLAS threads of the children: every repetition runs each count in turn.
     one_child_per_net : bool
-        False: one child per version and repetition times every net (the --quick mode: fewer
-        process starts, pairs further apart in time).
+        False: one child per version, thread count and repetition times every net (the --quick
+        mode: fewer process starts, pairs further apart in time).
 
     Returns
     -------
     dict
-        ``baseline`` and ``current`` (commit, dirty), ``threads``, ``repeats``, ``load`` (of each
-        repetition, :func:`~benchlib.common.load_record`), ``nets`` (one :func:`summarise` row each,
-        with the T run).
+        ``current`` (commit, dirty), ``threads``, ``repeats``, ``load`` (of each repetition,
+        :func:`~benchlib.common.load_record`), and ``comparisons``: per thread count and ref, in
+        the order given, ``{"ref", "commit", "threads", "nets"}`` with one :func:`summarise` row per
+        net (and the T run).
     """
-    sha = resolve_commit(ref)
-    cases = [child_case(net) for net in nets]
+    refs, threads = list(plan), list(threads)
+    shas = {ref: resolve_commit(ref) for ref in refs}
+    names = {ref: [net.name for net in plan[ref]] for ref in refs}
+    cases, seen = [], set()
+    for ref in refs:
+        for net in plan[ref]:
+            if net.name not in seen:
+                seen.add(net.name)
+                cases.append(child_case(net))
     groups = [[case] for case in cases] if one_child_per_net else [cases]
-    times = {"baseline": {c["name"]: [] for c in cases}, "current": {c["name"]: [] for c in cases}}
+    times = {(version, t): {c["name"]: [] for c in cases} for version in ["current"] + refs for t in threads}
     loads = []
-    with tempfile.TemporaryDirectory(prefix="minimal_ep_baseline_") as tmp:
-        export_package(sha, tmp)
-        roots = {"baseline": pathlib.Path(tmp), "current": REPO}
+    with tempfile.TemporaryDirectory(prefix="minimal_ep_baselines_") as tmp:
+        roots = {"current": REPO}
+        for k, ref in enumerate(refs):
+            roots[ref] = pathlib.Path(tmp) / f"{k}_{shas[ref][:10]}"
+            roots[ref].mkdir()
+            export_package(shas[ref], roots[ref])
         for r in range(repeats):
             start = usage()
+            order = refs + ["current"] if r % 2 == 0 else ["current"] + refs[::-1]
             for group in groups:
-                for version in (("baseline", "current") if r % 2 == 0 else ("current", "baseline")):
-                    for name, ts in run_child(roots[version], group, threads)["times"].items():
-                        times[version][name] += ts
-            loads.append(load_record(start, threads))
+                for t in (threads if r % 2 == 0 else threads[::-1]):
+                    for version in order:
+                        mine = [c for c in group if version == "current" or c["name"] in names[version]]
+                        if not mine:
+                            continue
+                        for name, ts in run_child(roots[version], mine, t)["times"].items():
+                            times[(version, t)][name] += ts
+            loads.append(load_record(start, max(threads)))
             others = loads[-1]["other_cores"]
             log(f"  A/B repetition {r + 1}/{repeats} done, 1-min load {loads[-1]['after']:.2f}"
                 + ("" if others is None else f", other processes {others:.2f} cores"))
-    rows = []
-    for case in cases:
-        row = summarise(case["name"], times["baseline"][case["name"]], times["current"][case["name"]])
-        rows.append(dict(row, T_free=case["T_free"], T_nudge=case["T_nudge"], batch=case["batch"]))
-    return {"baseline": {"ref": ref, "commit": sha}, "current": current_version(), "threads": threads,
-            "repeats": repeats, "one_child_per_net": one_child_per_net, "load": loads,
-            "nets": rows}
+    comparisons = []
+    for t in threads:
+        for ref in refs:
+            rows = []
+            for case in cases:
+                if case["name"] in names[ref]:
+                    row = summarise(case["name"], times[(ref, t)][case["name"]], times[("current", t)][case["name"]])
+                    rows.append(dict(row, T_free=case["T_free"], T_nudge=case["T_nudge"], batch=case["batch"]))
+            comparisons.append({"ref": ref, "commit": shas[ref], "threads": t, "nets": rows})
+    return {"current": current_version(), "threads": threads, "repeats": repeats,
+            "one_child_per_net": one_child_per_net, "load": loads, "comparisons": comparisons}

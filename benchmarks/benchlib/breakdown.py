@@ -3,22 +3,29 @@
 cProfile times Python functions and C functions called from Python (``ndarray.copy``, builtins);
 it does not see ufuncs, so ``a @ b`` or ``x + y`` are time spent in the function that wrote them.
 That is what makes the attribution work: every matrix product of the fast path is inside
-``fast.gemm`` (all of its time, callees included, is GEMM), and the dense layers and the softmax
-readout write theirs inside their methods (their own time is GEMM). The parts:
+``minimal_ep.fast.ops.gemm`` (all of its time, callees included, is GEMM), and the dense layers and
+the softmax readout write theirs inside their methods (their own time is GEMM). The parts:
 
-``gemm``         ``fast.gemm`` (cumulative), the own time of ``Dense``'s routes and the readout's
+``gemm``         ``fast.ops.gemm`` (cumulative), the own time of ``Dense``'s routes and the readout's
                  products
 ``layout``       im2col / col2im, to_batch_last / from_batch_last (and the copies they make)
-``pooling``      pooling.py, the batch-last max pooling of fast.py, unpooling scales
+``pooling``      pooling.py, the fast path's max pooling, unpooling and gathering, unpooling scales
 ``elementwise``  the dynamics: update, drive, total inputs, predictive encode/decode,
                  sigma_delta, the spike tally, the residual, dPhi/dtheta's sums, the weight update
+                 (the readable channel's and the fast one's)
 ``rest``         everything else: Python overhead (loops, lists, checks), allocation
 
-A function of the package gets the part its name is listed under (``rest`` if none). Anything
-else (NumPy's Python functions, C methods such as ``copy`` or ``fill``) works for whoever called
+Names are ``module.Qualified.name`` relative to the package (``fast.ops.gemm``, ``spiking.Channel.send``).
+
+A function of the package gets the part its name is listed under (``rest`` if none; a function
+nested in one, such as the channel blocks that ``fast.ops.by_channel`` runs, is named
+``outer.inner`` and matched by ``outer*``). Anything else (NumPy's Python functions, C methods such
+as ``copy`` or ``fill``, and ``by_channel``, which waits for its threads) works for whoever called
 it, so its time is split among its callers' parts, in proportion to the time each call took;
 view and metadata calls (``reshape``, builtins, dtype names) are overhead (``rest``). The parts are
-a partition: they sum to the profile's total time.
+a partition: they sum to the profile's total time. cProfile sees the main thread only: with more
+than one thread, the channel blocks the other threads run show up as the main thread's wait, in the
+part of the pass that waits (so the parts stay shares of the wall time).
 """
 import ast
 import cProfile
@@ -32,22 +39,24 @@ import minimal_ep
 
 PACKAGE = pathlib.Path(minimal_ep.__file__).resolve().parent
 PARTS = ("gemm", "layout", "pooling", "elementwise", "rest")
-SUBTREE = {"fast.gemm"}               # everything called from these is theirs
+SUBTREE = {"fast.ops.gemm"}           # everything called from these is theirs
 RULES = {
-    "gemm": ["fast.gemm", "layers.Dense.forward", "layers.Dense.backward", "layers.Dense.dphi_dw",
+    "gemm": ["fast.ops.gemm", "layers.Dense.forward", "layers.Dense.backward", "layers.Dense.dphi_dw",
              "layers.Dense.forward_vjp", "layers.Dense.backward_vjp", "layers.SoftmaxReadout.logits",
              "layers.SoftmaxReadout.nudge", "layers.SoftmaxReadout.loss_gradient"],
-    "layout": ["fast.to_batch_last", "fast.from_batch_last", "fast.im2col_batched",
-               "fast.col2im_batched", "conv.im2col", "conv.col2im"],
-    "pooling": ["pooling.*", "fast.max_pool_bl", "fast.max_unpool_bl", "fast.gather_pool_bl",
-                "fast._scaled"],
+    "layout": ["fast.ops.to_batch_last*", "fast.ops.from_batch_last*", "fast.ops.im2col_batched*",
+               "fast.ops.col2im_batched*", "fast.ops._col2im_plan", "conv.im2col", "conv.col2im"],
+    "pooling": ["pooling.*", "fast.ops.max_pool_bl*", "fast.ops.max_unpool_bl*", "fast.ops.gather_pool_bl*",
+                "fast.ops.window_view", "fast.ops._blend", "fast.ops.index_dtype", "fast.layers._scaled"],
     "elementwise": ["dynamics.*", "spiking.sigma_delta", "spiking.predictive_encode",
                     "spiking.predictive_decode", "spiking.Channel.*", "spiking.SpikeTally.*",
+                    "fast.spiking.*",
                     "network.ConvergentRNN.drive", "network.ConvergentRNN.total_inputs",
                     "network.ConvergentRNN.residual", "network.ConvergentRNN.dphi_dtheta",
                     "layers.*.sum_to_bias", "layers.MSEOutput.*", "layers.SoftmaxReadout.softmax",
                     "ep.ep_gradients", "optim.SGD.step"],
 }
+INHERIT = {"fast.ops.by_channel"}      # a dispatcher: its time (waiting for its threads) is its caller's part
 OVERHEAD_CALLS = ("reshape", "transpose", "view", "builtins.", "_dtype.py", "numerictypes.py",
                   "_thread", "__exit__", "__enter__")
 
@@ -105,6 +114,7 @@ def attribute(stats):
             return shares[entry]
         shares[entry] = {"rest": 1.0}                 # provisional: breaks recursion cycles
         name = package_name(entry)
+        name = None if name in INHERIT else name
         callers = raw[entry][4]
         weights = {c: v[2] for c, v in callers.items() if c in raw}
         total = sum(weights.values())

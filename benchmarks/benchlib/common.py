@@ -10,17 +10,18 @@ import pathlib
 import platform
 import resource
 import sys
-import tempfile
 import time
 
 import numpy
 
 from minimal_ep import backend
+from minimal_ep.run import cli
+from minimal_ep.run.runs import atomic_write
 
 HERE = pathlib.Path(__file__).resolve().parents[1]      # benchmarks/
 REPO = HERE.parent
-RESULTS = HERE / "results"
-QUICK_RESULTS = RESULTS / "quick"
+RESULTS = REPO / "results" / "benchmarks"               # the committed measurements
+QUICK_RESULTS = RESULTS / "quick"                       # --quick smoke runs (git-ignored)
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 BUSY_CORES = 0.25        # other processes using more than this many cores on average: a busy machine
 BUSY_LOAD = 0.5          # the same judged from the 1-min load average (where /proc/stat is missing)
@@ -30,22 +31,16 @@ class UsageError(ValueError):
     """Bad command-line input: the script prints it on one line and exits with status 2."""
 
 
-class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line on stderr and exit status 2 (no usage block)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+Parser = cli.Parser                     # the scripts' parser: one-line errors, exit status 2
+positive_int = cli.int_at_least(1)      # an argparse type: an integer >= 1
 
 
-def positive_int(text):
-    """An argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-    return value
+def thread_counts(text):
+    """An argparse type: BLAS thread counts, comma-separated integers >= 1 ("2,1"), without repeats."""
+    counts = [positive_int(v.strip()) for v in text.split(",") if v.strip()]
+    if not counts:
+        raise argparse.ArgumentTypeError(f"{text!r}: give one or more thread counts, e.g. 2 or 2,1")
+    return list(dict.fromkeys(counts))
 
 
 def now():
@@ -197,20 +192,10 @@ def warn_if_busy(load, out=sys.stderr):
 
 
 def write_text(text, path):
-    """Write ``text`` atomically: a temporary file in the same directory, then a rename over ``path``."""
+    """Write ``text`` atomically (:func:`minimal_ep.run.runs.atomic_write`), creating the folder."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes the file private (0600); results are not
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def write_json(result, path):
@@ -218,8 +203,13 @@ def write_json(result, path):
     write_text(json.dumps(result, indent=2) + "\n", path)
 
 
+def results_dir(quick):
+    """Where a run's JSON and summary.md go: ``results/benchmarks`` (``quick``: its ``quick/``)."""
+    return QUICK_RESULTS if quick else RESULTS
+
+
 def default_out(name, quick):
-    """``results/<name>`` or, for a --quick run, ``results/quick/<name>`` (never committed)."""
+    """``results/benchmarks/<name>`` or, for a --quick run, ``results/benchmarks/quick/<name>`` (git-ignored)."""
     return (QUICK_RESULTS if quick else RESULTS) / name
 
 

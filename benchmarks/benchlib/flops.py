@@ -2,21 +2,32 @@
 
 A matrix product of an (M, K) by a (K, P) matrix is 2 M K P FLOPs; a convolution is one product
 per call (C_out x C*KH*KW by C*KH*KW x N*OH*OW). Which convolution a layer computes depends on
-its class and on the fast-path switch:
+its class (a network built with ``fast=True`` has the fused layers of :mod:`minimal_ep.fast.layers`,
+one built with ``fast=False`` the readable :class:`~minimal_ep.layers.ConvPool`):
 
-* ``fused.ConvAvgPool`` (fast path on): conv + average pooling as ONE stride-F convolution with the
+* ``ConvAvgPool`` (the fast path): conv + average pooling as ONE stride-F convolution with the
   (K+F-1)^2 box-averaged kernel, on the pooled grid; each route also makes the box kernel from w
   (a (C_out*C, K*K) by (K*K, (K+F-1)^2) product, and its adjoint for dPhi/dw).
-* every other conv layer: the K x K convolution at stride 1 on the full map (OH x OW), then pooling;
-  with max pooling dPhi/dw also reruns the forward convolution for the pooling indices.
+* ``ConvMaxPool`` (the fast path): the K x K convolution at stride 1 on the outputs max pooling
+  reads (``layer.crop``: (OH // F) F x (OW // F) F, 6x6 of a 7x7 map), then pooling; dPhi/dw also
+  reruns the forward convolution for the pooling indices.
+* the readable ``ConvPool``: the K x K convolution at stride 1 on the full map (OH x OW), then pooling
+  (max pooling: dPhi/dw reruns the forward convolution too).
 * ``Dense``: one product per route; the softmax readout of the CE loss: the logits and
   ``(y - o) w_K`` in every nudged step, three products per nudged state in the weight update.
 
-Products of the conv layers go through ``fast.gemm`` on the fast path (``via == "gemm"``; the
-tests count them there and compare); the dense layers and the readout use ``@`` (``via == "@"``).
+Products of the fast conv layers go through ``minimal_ep.fast.gemm`` (``via == "gemm"``; the tests
+count them there and compare); the readable layers, the dense layers and the readout use ``@`` or
+``tensordot`` (``via == "@"``).
 """
-from minimal_ep import fast, fused
+from minimal_ep.fast import FAST_LAYERS
+from minimal_ep.fast.layers import ConvAvgPool, ConvMaxPool
 from minimal_ep.layers import Dense
+
+
+def is_fast(layer):
+    """Whether ``layer`` is one of the fast path's conv layers (its products go through fast.gemm)."""
+    return isinstance(layer, tuple(FAST_LAYERS.values()))
 
 
 def _prod(shape):
@@ -35,10 +46,11 @@ def conv_products(layer, N):
         ``box`` is 0 unless the layer is the fused conv + average pooling of the fast path.
     """
     C_out, C, K, _ = layer.weight_shape
-    if isinstance(layer, fused.ConvAvgPool) and fast.ENABLED:
+    if isinstance(layer, ConvAvgPool):
         Kp = K + layer.pool.F - 1
         return 2 * N * C_out * C * Kp * Kp * _prod(layer.shape[1:]), 2 * C_out * C * K * K * Kp * Kp
-    return 2 * N * C_out * C * K * K * _prod(layer.conv_size), 0
+    size = layer.crop if isinstance(layer, ConvMaxPool) else layer.conv_size   # fast max: what pooling reads
+    return 2 * N * C_out * C * K * K * _prod(size), 0
 
 
 def layer_routes(layer, N):
@@ -47,7 +59,7 @@ def layer_routes(layer, N):
         f = 2 * N * _prod(layer.weight_shape)
         return {"forward": [("dense", f, "@")], "backward": [("dense", f, "@")],
                 "dphi_dw": [("dense", f, "@")]}
-    via = "gemm" if fast.ENABLED else "@"
+    via = "gemm" if is_fast(layer) else "@"
     conv, box = conv_products(layer, N)
     route = [("conv", conv, via)] + ([("box kernel", box, via)] if box else [])
     if box:                                          # conv2d_weight at (K+F-1)^2, then A^T

@@ -8,9 +8,11 @@ import math
 import pathlib
 
 from . import common
-from .nets import BY_NAME, TARGET_THREADS, TARGETS
+from .nets import (BY_NAME, CAMPAIGN, EPOCH_TEST_BATCHES, EPOCH_TRAIN_BATCHES, TARGET_THREADS, TARGETS,
+                   TEST_STEPS)
 
 FILES = ("ops", "network", "memory")
+NOTES = "notes.md"           # optional, by hand: what the JSON cannot say (the state of the machine, ...)
 
 
 def load(out_dir, name):
@@ -36,42 +38,53 @@ def verdict(met):
     return "not measured" if met is None else ("**met**" if met else "**not met**")
 
 
-def targets(network):
-    """One row per target of ``nets.TARGETS``: ``net``, ``title``, ``target``, ``measured``, ``met``.
+def comparisons(network):
+    """The A/B comparisons of network.json: ``[{"ref", "commit", "threads", "nets"}]`` (empty without an A/B)."""
+    return list(((network or {}).get("ab") or {}).get("comparisons", []))
 
-    ``met`` is None when ``network`` (network.json) has no measurement for it: no file, the net
-    not run, or no A/B for a speedup target.
+
+def targets(network):
+    """One row per target of ``nets.TARGETS`` and thread count: ``net``, ``title``, ``threads``, ``target``,
+    ``measured``, ``met``.
+
+    A speedup target is checked against the A/B with its baseline at each thread count the A/B ran
+    (``nets.TARGET_THREADS`` when there is none); ``met`` is None when ``network`` (network.json)
+    has no measurement for it: no file, the net not run, or no A/B against that baseline.
     """
     rows = []
     by_net = {r["name"]: r for r in network["nets"]} if network else {}
-    by_ab = {r["net"]: r for r in network["ab"]["nets"]} if network and network.get("ab") else {}
-    for name, kind, threshold in TARGETS:
-        row = {"net": name, "title": BY_NAME[name].title, "kind": kind, "threshold": threshold,
-               "measured": "-", "met": None}
+    comps = comparisons(network)
+    for name, kind, threshold, ref in TARGETS:
+        base = {"net": name, "title": BY_NAME[name].title, "kind": kind, "threshold": threshold, "ref": ref,
+                "measured": "-", "met": None}
         if kind == "speedup":
-            row["target"] = f">= {threshold:g}x faster than the baseline"
-            ab = by_ab.get(name)
-            if ab is not None:
-                row["measured"] = (f"{ab['speedup_median']:.2f}x ({ab['baseline_median_s']:.3f} s -> "
-                                   f"{ab['current_median_s']:.3f} s, median of {len(ab['speedups'])} pairs)")
-                row["met"] = ab["speedup_median"] >= threshold
+            base["target"] = f">= {threshold:g}x faster than {ref}"
+            mine = [c for c in comps if c["ref"] == ref]
+            for t in sorted({c["threads"] for c in mine} or set(TARGET_THREADS)):
+                row = dict(base, threads=t)
+                ab = next((r for c in mine if c["threads"] == t for r in c["nets"] if r["net"] == name), None)
+                if ab is not None:
+                    row["measured"] = (f"{ab['speedup_median']:.2f}x ({min(ab['speedups']):.2f}-"
+                                       f"{max(ab['speedups']):.2f}; {ab['baseline_median_s']:.3f} s -> "
+                                       f"{ab['current_median_s']:.3f} s, median of {len(ab['speedups'])} pairs)")
+                    row["met"] = ab["speedup_median"] >= threshold
+                rows.append(row)
         else:
-            row["target"] = f"<= {threshold:g} ms per step at batch {BY_NAME[name].batch}"
+            row = dict(base, threads=(network or {}).get("threads") or "-",
+                       target=f"<= {threshold:g} ms per step at batch {BY_NAME[name].batch}")
             r = by_net.get(name)
             if r is not None:
                 row["measured"] = f"{1e3 * r['step_s']:.1f} ms per step (batch {r['batch']})"
-                if name in by_ab:
-                    row["measured"] += f", {by_ab[name]['speedup_median']:.2f}x the baseline"
                 row["met"] = 1e3 * r["step_s"] <= threshold
-        rows.append(row)
+            rows.append(row)
     return rows
 
 
 def _threads_note(network):
-    threads = {network.get("threads"), (network.get("ab") or {}).get("threads", network.get("threads"))}
-    if threads != {TARGET_THREADS}:
-        return (f"> Measured with {', '.join(str(t) for t in threads)} BLAS thread(s): the targets are "
-                f"set for {TARGET_THREADS}.")
+    ran = sorted({c["threads"] for c in comparisons(network)})
+    if ran and set(ran) != set(TARGET_THREADS):
+        return (f"> The A/B ran with {', '.join(str(t) for t in ran)} BLAS thread(s): the targets are "
+                f"set for {' and '.join(str(t) for t in TARGET_THREADS)}.")
     return None
 
 
@@ -121,29 +134,66 @@ def network_sections(net):
     if rows:
         parts.append("## Where the time goes (one batch under cProfile, benchmarks/benchlib/breakdown.py)\n\n"
                      "GEMM: fast.gemm and the dense/readout products; layout: im2col/col2im and the "
-                     "batch-last transposes; element-wise: the dynamics (update, encode/decode, "
-                     "sigma_delta, tally, drive, the weight update); rest: Python overhead and "
-                     "allocation. Profiler overhead inflates the Python parts.\n\n"
+                     "batch-last transposes; pooling: max pooling, unpooling and gathering; element-wise: "
+                     "the dynamics (update, encode/decode, sigma_delta, tally, drive, the weight update); "
+                     "rest: Python overhead and allocation. Profiler overhead inflates the Python parts.\n\n"
                      + _table(("net", "GEMM", "layout", "pooling", "element-wise", "rest",
                                "function calls", "profiled s"), rows))
     ab = net.get("ab")
-    if ab:
+    for comp in comparisons(net):
         cur = ab["current"]
         rows = [(BY_NAME[r["net"]].title if r["net"] in BY_NAME else r["net"], f"{r['T_free']} + 2x{r['T_nudge']}",
                  r["batch"], f"{r['baseline_median_s']:.3f}", f"{r['current_median_s']:.3f}",
                  f"**{r['speedup_median']:.2f}x** ({min(r['speedups']):.2f}-{max(r['speedups']):.2f})",
-                 f"{r['ratio_of_medians']:.2f}x") for r in ab["nets"]]
-        parts.append(f"## A/B against the baseline {ab['baseline']['ref']} ({ab['baseline']['commit'][:10]})\n\n"
+                 f"{r['ratio_of_medians']:.2f}x") for r in comp["nets"]]
+        parts.append(f"## A/B against {comp['ref']} ({comp['commit'][:10]}), {comp['threads']} BLAS thread(s)\n\n"
                      f"Current: {(cur['commit'] or '?')[:10]}{' + uncommitted changes' if cur['dirty'] else ''}. "
-                     f"Each batch in a fresh process, baseline and current alternately, {ab['repeats']} pairs, "
-                     f"{ab['threads']} BLAS thread(s); speedup = baseline s / current s per pair, median "
-                     f"(range). Cores used by other processes in each repetition: "
+                     f"Each batch in a fresh process, the versions interleaved (order reversed every "
+                     f"repetition), {ab['repeats']} repetitions; speedup = baseline s / current s of the same "
+                     f"repetition, median (range). Cores used by other processes in each repetition: "
                      + ", ".join("?" if v["other_cores"] is None else f"{v['other_cores']:.2f}"
                                  for v in ab["load"])
                      + (" **(busy)**" if any(v["busy"] for v in ab["load"]) else "") + ".\n\n"
                      + _table(("net", "T run", "batch", "baseline s", "current s", "speedup", "ratio of medians"),
                               rows))
     return parts
+
+
+def epoch_seconds(batch_s, net):
+    """One epoch of a figure net from the time of one training batch: the training batches, and the test
+    batches counted as TEST_STEPS / (T_free + 2 T_nudge) of a training batch (a free phase only)."""
+    return batch_s * (EPOCH_TRAIN_BATCHES + EPOCH_TEST_BATCHES * TEST_STEPS / net.steps)
+
+
+def campaign(network):
+    """Rows of the figure campaign's projected CPU time per epoch, from the A/B medians (every thread count
+    and baseline that ran all the campaign's nets) and from the in-process batch times."""
+    rows = []
+    in_process = {r["name"]: r for r in (network or {}).get("nets", [])}
+    if all(n in in_process and not in_process[n]["extrapolated"] for n in CAMPAIGN):
+        secs = sum(k * epoch_seconds(in_process[n]["batch_s"], BY_NAME[n]) for n, k in CAMPAIGN.items())
+        rows.append((f"current, in-process best ({network.get('threads')} BLAS thread(s))", secs))
+    for comp in comparisons(network):
+        by = {r["net"]: r for r in comp["nets"]}
+        if all(n in by for n in CAMPAIGN):
+            for who, key in (("current", "current_median_s"), (comp["ref"], "baseline_median_s")):
+                secs = sum(k * epoch_seconds(by[n][key], BY_NAME[n]) for n, k in CAMPAIGN.items())
+                rows.append((f"{who}, A/B median ({comp['threads']} BLAS thread(s))", secs))
+    return rows
+
+
+def campaign_section(network):
+    rows = campaign(network)
+    if not rows:
+        return None
+    nets = ", ".join(f"{k}x {BY_NAME[n].title}" for n, k in CAMPAIGN.items())
+    return ("## The figure campaign: projected CPU time per epoch\n\n"
+            f"{nets}; per net and epoch {EPOCH_TRAIN_BATCHES} training batches of 25 (T 250 + 2x50) and "
+            f"{EPOCH_TEST_BATCHES} test batches of 25 (a free phase of {TEST_STEPS} steps, counted as "
+            f"{TEST_STEPS}/350 of a training batch). One process per net, each on one core (CPU hours = "
+            "wall hours of one core).\n\n"
+            + _table(("timing", "CPU hours per epoch (8 nets)", "CPU seconds per epoch and net (mean)"),
+                     [(who, f"{secs / 3600:.2f}", f"{secs / sum(CAMPAIGN.values()):.0f}") for who, secs in rows]))
 
 
 def ops_section(ops):
@@ -153,10 +203,11 @@ def ops_section(ops):
     shapes = "; ".join(f"{k}: {v['C']} -> {v['C_out']} channels, {v['H']}x{v['H']}, {v['K']}x{v['K']}, "
                        f"batch {v['N']}"
                        for k, v in ops["layers"].items())
-    return ("## Ops and conv-layer routes (float32)\n\n" + shapes + ". Paths: fast / readable "
-            "(`fast.use(False)`); routes: fused (the fast path's layer), two-step (conv then pool, fast "
-            "ops), readable.\n\n" + _table(("layer", "op", "path", "median ms", "GFLOP/s", "% GEMM peak", "GB/s"),
-                                           rows))
+    return ("## Ops and conv-layer routes (float32)\n\n" + shapes + ". Ops: fast (minimal_ep.fast.ops; "
+            "max pooling on the fast layers' layout) / readable (minimal_ep.conv, minimal_ep.pooling); "
+            "routes: fused (the fast path's layer, `fast.fast_layer(layer)`) / readable (`ConvPool`). "
+            "GB/s: the bytes a pooling op must read and write over its time.\n\n"
+            + _table(("layer", "op", "path", "median ms", "GFLOP/s", "% GEMM peak", "GB/s"), rows))
 
 
 def memory_sections(mem):
@@ -189,20 +240,31 @@ def markdown(out_dir):
     if all(r is None for r in results.values()):
         raise FileNotFoundError(f"no benchmark JSON (of the current format) in {out_dir}: run the benchmarks")
     ops, net, mem = (results[n] for n in FILES)
+    out_dir = pathlib.Path(out_dir)
+    try:
+        where = out_dir.resolve().relative_to(common.REPO)
+    except ValueError:
+        where = out_dir.name
     parts = ["# Benchmark summary", f"Written {common.now()} by `benchmarks/run.py` from the JSON files "
-             f"in `{pathlib.Path(out_dir).name}/`."]
+             f"in `{where}/`" + (" and the notes in `notes.md` (at the end)." if (out_dir / NOTES).exists() else ".")]
     if any(r is not None and r.get("quick") for r in results.values()):
         parts.append("> **--quick run**: tiny sizes, a smoke test of the benchmarks. These numbers are not "
                      "measurements and the verdicts below mean nothing.")
     parts.append(machine_section(results))
-    rows = [(t["title"], t["target"], t["measured"], verdict(t["met"])) for t in targets(net)]
+    rows = [(t["title"], t["target"], t["threads"], t["measured"], verdict(t["met"])) for t in targets(net)]
     note = _threads_note(net) if net else None
-    parts.append("## Targets (issue 13)\n\n" + (note + "\n\n" if note else "")
-                 + _table(("net", "target", "measured", "verdict"), rows))
+    parts.append("## Targets (issue 25)\n\n" + (note + "\n\n" if note else "")
+                 + _table(("net", "target", "BLAS threads", "measured: speedup median (range)", "verdict"),
+                          rows))
     if net is not None:
         parts += network_sections(net)
+        section = campaign_section(net)
+        if section:
+            parts.append(section)
     if ops is not None:
         parts.append(ops_section(ops))
     if mem is not None:
         parts += memory_sections(mem)
+    if (out_dir / NOTES).exists():
+        parts.append("## Notes (notes.md, written by hand)\n\n" + (out_dir / NOTES).read_text().strip())
     return "\n\n".join(parts) + "\n"

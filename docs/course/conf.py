@@ -2,19 +2,20 @@
 
 The six tutorials are jupytext percent scripts in ``tutorials/``. At every build they are converted
 to notebooks in ``docs/course/tutorials/`` (git-ignored) and MyST-NB executes them, so the site shows
-their outputs and figures as the current code produces them. ``MINIMAL_EP_FAST=1`` (the test of the
-build) runs them in their fast mode. MathJax is copied into the site by ``sphinx-mathjax-offline``,
-so the equations render without a network connection.
+their outputs and figures as the current code produces them: with the environment ``make docs``
+gives them, the same numbers as ``python tutorials/NN_*.py`` (``MINIMAL_EP_QUICK=1``, the test of
+the build, runs them in their quick mode). Their links to ``../docs/...`` (right in the repository)
+are rewritten to the site's pages. MathJax is copied into the site by ``sphinx-mathjax-offline``,
+so the equations render without a network connection. ``_static/course.css`` widens the text
+column so that code and printed tables of 88 columns fit.
 """
 import os
 import pathlib
-import sys
 
 import jupytext
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
 
 # One BLAS thread for the notebooks' kernels too (they inherit the environment); the tutorials set
 # it themselves as well, this only covers a kernel that imports NumPy before their first cell.
@@ -55,7 +56,18 @@ html_theme_options = {
     "use_download_button": True,
     "home_page_in_toc": True,
 }
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["course.css"]
+
+# The tutorials link to the repository's files (right when read in the repository or in Jupyter);
+# on the site the same documents are pages of their own.
+SITE_LINKS = {
+    "](../docs/course/references.md)": "](../references.md)",
+    "](../docs/equations.md)": "](../equations.md)",
+    "](../docs/FIGURES.md)": "](../figures.md)",
+    "](../docs/CHECKS.md)": "](../checks.md)",
+    "](../docs/RESULTS.md)": "](../results.md)",
+}
 
 
 def _tutorial_notebooks():
@@ -64,6 +76,8 @@ def _tutorial_notebooks():
     out.mkdir(exist_ok=True)
     for script in sorted((ROOT / "tutorials").glob("[0-9][0-9]_*.py")):
         text = jupytext.writes(jupytext.read(script), fmt="ipynb")
+        for repository, site in SITE_LINKS.items():
+            text = text.replace(repository, site)
         target = out / (script.stem + ".ipynb")
         if not target.exists() or target.read_text() != text:
             target.write_text(text)

@@ -1,9 +1,10 @@
 """Solutions to the exercises of tutorial 04 (Equilibrium Propagation against BPTT).
 
 Run it as a script to print what each solution measures; ``tests/test_solutions.py`` calls every
-``exercise_*`` function in fast mode and checks what it should establish. Only the stable public
-API is used: ``build_network``, ``net.params``, ``net.free_phase``, ``net.loss``, ``ep_gradients``,
-``bptt_gradients``, ``optim.SGD``.
+``exercise_*`` function in quick mode and checks what it should establish. Only the stable public
+API is used: ``build_network``, ``net.params``, ``net.free_phase``, ``net.relax``, ``net.loss``,
+``net.loss_gradient``, ``net.layers[n].forward_vjp`` / ``backward_vjp``, ``ep_gradients``,
+``bptt_gradients``, ``minimal_ep.dynamics.update_vjp``, ``optim.SGD``.
 """
 import os
 
@@ -14,10 +15,11 @@ import numpy as np
 
 import minimal_ep as mep
 from minimal_ep import avg_pool2d, datasets
-from minimal_ep.gradcheck import relative_error
+from minimal_ep.dynamics import update_vjp
 from minimal_ep.optim import SGD
+from minimal_ep.run.gradcheck import relative_error
 
-FAST = os.environ.get("MINIMAL_EP_FAST", "0") == "1"
+QUICK = os.environ.get("MINIMAL_EP_QUICK", "0") == "1"
 T = 100
 
 
@@ -32,7 +34,7 @@ def problem(seed=3):
 
 
 # ---------------------------------------------------------------------------------- exercise 1
-def exercise_1(seed=3, fast=FAST, beta=0.01):
+def exercise_1(seed=3, quick=QUICK, beta=0.01):
     """symmetric(beta) against the mean of the one-sided estimates at +beta and -beta.
 
     ``-(1/2b)(A(b) - A(-b)) = 1/2 [-(1/b)(A(b) - A(0)) - (1/(-b))(A(-b) - A(0))]``: the symmetric
@@ -46,7 +48,7 @@ def exercise_1(seed=3, fast=FAST, beta=0.01):
         BPTT of one-sided(+beta), one-sided(-beta) and symmetric.
     """
     net, x, y = problem(seed)
-    free = net.free_phase(x, T)
+    free, _ = net.free_phase(x, T)
     T_nudge = 60
     one_p = mep.ep_gradients(net, x, y, beta, T, T_nudge, "one-sided", free_state=free)
     one_m = mep.ep_gradients(net, x, y, -beta, T, T_nudge, "one-sided", free_state=free)
@@ -64,7 +66,7 @@ def exercise_1(seed=3, fast=FAST, beta=0.01):
 
 
 # ---------------------------------------------------------------------------------- exercise 2
-def exercise_2(seed=3, fast=FAST, beta=1e-4, steps=(1, 2, 3, 4, 5, 6, 10, 20, 40, 60)):
+def exercise_2(seed=3, quick=QUICK, beta=1e-4, steps=(1, 2, 3, 4, 5, 6, 10, 20, 40, 60)):
     """How many nudged steps each weight tensor needs before its EP estimate matches BPTT.
 
     With eps = 1 the nudge moves one layer per step: the output at step 1, the layer below at
@@ -78,7 +80,7 @@ def exercise_2(seed=3, fast=FAST, beta=1e-4, steps=(1, 2, 3, 4, 5, 6, 10, 20, 40
         T_nudge (of ``steps``) within 1% of BPTT, None if none; ``n_layers``.
     """
     net, x, y = problem(seed)
-    free = net.free_phase(x, T)
+    free, _ = net.free_phase(x, T)
     bptt = mep.bptt_gradients(net, x, y, T)
     weights = [k for k in net.params if k.startswith("w")]
     nonzero, close = {k: None for k in weights}, {k: None for k in weights}
@@ -93,7 +95,7 @@ def exercise_2(seed=3, fast=FAST, beta=1e-4, steps=(1, 2, 3, 4, 5, 6, 10, 20, 40
 
 
 # ---------------------------------------------------------------------------------- exercise 3
-def exercise_3(seed=3, fast=FAST, lr=0.1):
+def exercise_3(seed=3, quick=QUICK, lr=0.1):
     """Train identical nets with BPTT and with symmetric EP at beta = 0.01 and 0.1; compare losses.
 
     At beta = 0.01 EP follows BPTT's curve. At beta = 0.1 it moves away: such a nudge moves units
@@ -107,14 +109,14 @@ def exercise_3(seed=3, fast=FAST, lr=0.1):
         ``{"bptt": losses, "ep 0.01": losses, "ep 0.1": losses}``: the loss at the free fixed
         point before each SGD step and after the last one.
     """
-    steps = 4 if fast else 15
+    steps = 4 if quick else 15
     curves = {}
     for method in ("bptt", "ep 0.01", "ep 0.1"):
         net, x, y = problem(seed)
         opt = SGD(net.params, lr)
         losses = []
         for _ in range(steps):
-            free = net.free_phase(x, T)
+            free, _ = net.free_phase(x, T)
             losses.append(float(net.loss(free, y)))
             if method.startswith("ep"):
                 beta = float(method.split()[1])
@@ -122,9 +124,94 @@ def exercise_3(seed=3, fast=FAST, lr=0.1):
             else:
                 g = mep.bptt_gradients(net, x, y, T)
             opt.step(g)
-        losses.append(float(net.loss(net.free_phase(x, T), y)))
+        losses.append(float(net.loss(net.free_phase(x, T)[0], y)))
         curves[method] = losses
     return curves
+
+
+# ---------------------------------------------------------------------------------- exercise 4
+def dense_problem(seed=0, n_images=4, hidden=16, eps=0.5):
+    """A two-layer dense CRNN (hidden layer, 10 outputs, MSE, float64) and n_images pooled digits."""
+    data = datasets.load_dataset("mnist")
+    x = avg_pool2d(datasets.to_float_images(data["train_images"][:n_images], "float64"), 2)
+    y = data["train_labels"][:n_images]
+    net = mep.build_network(input_shape=(1, 14, 14), conv_channels=(), hidden=(hidden,),
+                            loss="mse", dtype="float64", seed=seed, eps=eps, spiking=False)
+    return net, x, y
+
+
+def my_bptt(net, x, y, T):
+    """Backpropagation through the T steps of the free phase of a dense CRNN, by hand.
+
+    Parameters
+    ----------
+    net : ConvergentRNN
+        A continuous network with dense layers only (``conv_channels=()``), MSE loss.
+    x : (N, C, H, W) ndarray
+    y : (N,) int ndarray
+    T : int
+
+    Returns
+    -------
+    dict
+        Same keys and shapes as ``net.params``: the gradient of ``net.loss`` after T steps
+        from rest.
+    """
+    L, eps = net.n_layers, net.eps
+    tape = [net.init_state(x)]
+    final, _ = net.relax(tape[0], T, on_step=tape.append)          # tape[t]: state after t steps
+    _, g_top, _ = net.loss_gradient(final.xi[L], y)
+    grads = {k: np.zeros_like(v) for k, v in net.params.items()}
+    g = [None] + [np.zeros_like(v) for v in final.xi[1:L]] + [g_top]   # dL/ds^t, layer by layer
+    for t in range(T, 0, -1):
+        old, new = tape[t - 1].xi, tape[t].xi
+        g_old, a = [None] * (L + 1), [None] * (L + 1)
+        for n in range(1, L + 1):               # back through the update: a[n] = dL/d drive_n
+            g_old[n], a[n] = update_vjp(new[n], g[n], eps)
+        for n in range(1, L + 1):
+            layer, w = net.layers[n], net.params[f"w{n}"]
+            grads[f"b{n}"] += a[n].sum(axis=0)
+            # layer n's forward route w_n s_{n-1} feeds drive_n
+            g_prev, g_w = layer.forward_vjp(w, old[n - 1], None, a[n], wrt_input=n > 1)
+            grads[f"w{n}"] += g_w
+            if n > 1:
+                g_old[n - 1] += g_prev
+                # layer n's backward route w_n^T s_n feeds drive_{n-1}
+                g_s, g_w = layer.backward_vjp(w, old[n], None, a[n - 1])
+                g_old[n] += g_s
+                grads[f"w{n}"] += g_w
+        g = g_old
+    return grads
+
+
+def exercise_4(seed=0, quick=QUICK, h=1e-6):
+    """``my_bptt`` against ``bptt_gradients`` and against finite differences of the T-step loss.
+
+    Returns
+    -------
+    dict
+        ``vs_bptt``: the largest ``relative_error(mine, bptt)`` over the tensors; ``vs_fd``: the
+        largest |mine - finite difference| on the 3 largest entries of each tensor, relative
+        to the tensor's largest entry; ``T``.
+    """
+    net, x, y = dense_problem(seed)
+    T = 20 if quick else 60
+    mine = my_bptt(net, x, y, T)
+    ref = mep.bptt_gradients(net, x, y, T)
+    vs_bptt = max(relative_error(mine[k], ref[k]) for k in ref)
+    vs_fd = 0.0
+    for k, p in net.params.items():
+        flat = p.reshape(-1)                        # a view: writing it perturbs the weight
+        for i in np.argsort(-np.abs(mine[k]).ravel())[:3]:
+            old = flat[i]
+            flat[i] = old + h
+            up = net.loss(net.free_phase(x, T)[0], y)
+            flat[i] = old - h
+            down = net.loss(net.free_phase(x, T)[0], y)
+            flat[i] = old
+            fd = (up - down) / (2 * h)
+            vs_fd = max(vs_fd, abs(mine[k].ravel()[i] - fd) / np.abs(mine[k]).max())
+    return {"vs_bptt": float(vs_bptt), "vs_fd": float(vs_fd), "T": T}
 
 
 if __name__ == "__main__":
@@ -137,3 +224,6 @@ if __name__ == "__main__":
     print(f"   first T_nudge within 1% of BPTT: {r['close']}")
     for method, losses in exercise_3().items():
         print(f"3. loss per SGD step (lr 0.1), {method:8s}", np.round(losses, 4))
+    r = exercise_4()
+    print(f"4. my_bptt, T = {r['T']}: max relative error against bptt_gradients"
+          f" {r['vs_bptt']:.1e}, against finite differences {r['vs_fd']:.1e}")
