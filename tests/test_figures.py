@@ -460,3 +460,22 @@ def test_probe_steps_bad_input_is_one_line_and_status_2(capsys):
     assert probe.cli.run_main(probe.main, PROBE_QUICK + ["--steps", "1000", "--batch-size", "300"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and "--steps" in err[0] and "got 0" in err[0] and "300000 images" in err[1]
+
+
+def test_readings_literal_is_the_library_and_its_average_is_average_last():
+    """figures/readings.py (issue #30): the literal reading's estimates are the library's ep_gradients,
+    with average_last = 1 (Eq. 11 at the last step) and = K (at the mean of the last K steps)."""
+    import minimal_ep as mep
+    readings = load("readings")
+    rng = np.random.default_rng(0)
+    x, y = rng.random((6, 1, 12, 12)), rng.integers(0, 4, 6)
+    net = mep.build_network(input_shape=(1, 12, 12), conv_channels=(4, 8), hidden=(16,), n_classes=4,
+                            padding=1, spiking=True, eps=0.5, lam=0.5, dtype="float64")
+    reading = readings.as_reading(net, readings.Literal)
+    T_nudge = 10
+    phases = readings.ep_phases(reading, x, y, 0.2, 20, T_nudge, 10, readings.state_ks(T_nudge))
+    est = readings.estimates(reading, phases, 0.2, T_nudge)
+    for K, name in ((1, "last"), (5, "state_avg_5"), (10, "state_avg_10")):
+        lib = mep.ep_gradients(net, x, y, 0.2, 20, T_nudge, average_last=K)
+        assert all(np.allclose(est[name][k], lib[k], rtol=1e-10, atol=1e-14) for k in est[name]), name
+    assert readings.READINGS and all(readings.reading_doc(name) for name in readings.READINGS)

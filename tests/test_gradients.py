@@ -94,3 +94,65 @@ def test_ep_fits_a_tiny_synthetic_problem(pool):
     net = mep.build_network(input_shape=(1, 8, 8), conv_channels=(4,), kernel_size=3, padding=1,
                             pool=pool, hidden=(16,), n_classes=4, eps=0.5, seed=0, spiking=False)
     assert fit_quadrants(net, 300, beta=0.5, T_free=30, T_nudge=10, lrs=[0.2, 0.1, 0.05]) < 0.05
+
+
+# ----------------------------------------------------------------------------- average_last (docs/equations.md §4)
+def test_average_last_one_is_the_literal_estimate_bit_for_bit():
+    x, y = random_batch(6)
+    for spiking in (False, True):
+        net = small_net(spiking=spiking, eps=0.5)
+        for est in ("symmetric", "one-sided"):
+            a = mep.ep_gradients(net, x, y, 0.1, 30, 10, est)
+            b = mep.ep_gradients(net, x, y, 0.1, 30, 10, est, average_last=1)
+            assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_the_phase_mean_is_the_mean_of_the_last_k_states():
+    """Against a loop that keeps every state of the phase (a slow reference)."""
+    from minimal_ep.ep import phase_mean
+    x, y = random_batch(4)
+    net = small_net(pool="max", spiking=True, eps=0.5)
+    free, _ = net.free_phase(x, 20)
+    nudge = net.nudge_towards(y, 0.2)
+    last, mean = phase_mean(net, free, 12, nudge, 5)
+    states, state = [], free
+    for _ in range(12):
+        state = net.step(state, nudge)
+        states.append(state)
+    for n in range(1, net.n_layers + 1):
+        assert np.array_equal(last.xi[n], states[-1].xi[n])
+        assert np.allclose(mean.xi[n], np.mean([s.xi[n] for s in states[-5:]], axis=0), atol=1e-14)
+    assert mean.xi[0] is free.xi[0]
+
+
+def test_averaging_a_settled_crnn_changes_nothing():
+    x, y = random_batch(6)
+    net = small_net(eps=0.8)
+    a = mep.ep_gradients(net, x, y, 0.05, 200, 200)
+    b = mep.ep_gradients(net, x, y, 0.05, 200, 200, average_last=50)
+    assert all(relative_error(a[k], b[k]) < 1e-6 for k in a)
+
+
+def test_averaging_brings_spiking_ep_towards_the_continuous_estimate():
+    """Same weights: the SNN's estimate is closer to the CRNN's when each phase is averaged (noise / K)."""
+    x, y = random_batch(16)
+    for seed in (0, 2):
+        kw = dict(eps=0.3, lam=0.3, seed=seed)
+        snn, crnn = small_net(spiking=True, **kw), small_net(spiking=False, **kw)
+        target = mep.ep_gradients(crnn, x, y, 0.2, 80, 40)
+        cos = {K: [cosine(mep.ep_gradients(snn, x, y, 0.2, 80, 40, average_last=K)[k], target[k])
+                   for k in target if k[0] == "w"] for K in (1, 40)}
+        assert sum(cos[40]) > sum(cos[1]) + 0.5 and min(cos[40]) > 0.5, cos
+
+
+def test_average_last_is_checked():
+    x, y = random_batch(4)
+    net = small_net()
+    free, _ = net.free_phase(x, 5)
+    for K in (0, 11, 2.5, True):
+        with pytest.raises(ValueError, match="average_last must be an integer in"):
+            mep.ep_gradients(net, x, y, 0.1, 5, 10, average_last=K)
+    with pytest.raises(ValueError, match="give no free_state"):
+        mep.ep_gradients(net, x, y, 0.1, 5, 10, "one-sided", free_state=free, average_last=3)
+    g = mep.ep_gradients(net, x, y, 0.1, 5, 10, "one-sided", average_last=3)    # runs its own free phase
+    assert set(g) == set(net.params)

@@ -205,3 +205,12 @@ def test_config_toml_records_round_trip(tmp_path):
     assert config.resolve(path) == cfg and config.loads(path.read_text()) == cfg   # records are no settings
     tables = config.read_toml(path)
     assert (tables["data_files"], tables["changes"], tables["environment"]) == (record, changes, environment)
+
+
+def test_average_last_is_a_train_setting_checked_against_the_phases(tmp_path):
+    with pytest.raises(config.ConfigError, match="train.average_last = 99 is longer than the phases"):
+        config.resolve(None, ["train.average_last=99"])
+    for estimator in ("symmetric", "one-sided"):
+        cfg = tiny_config(tmp_path / estimator, "train.average_last=3", f"train.estimator={estimator}")
+        metrics = train_mod.train(cfg, progress=False, log=lambda *a: None)
+        assert cfg.train.average_last == 3 and 0 <= metrics[0]["test_error"] <= 1

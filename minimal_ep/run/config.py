@@ -164,6 +164,9 @@ class TrainConfig(_Section):
     T_free: int = setting(40, "an integer >= 1", _int_at_least(1))
     T_nudge: int = setting(15, "an integer >= 1", _int_at_least(1))
     T_eval: int = setting(0, "an integer >= 0 (0: T_free)", _int_at_least(0))
+    average_last: int = setting(1, "an integer >= 1, at most T_nudge (1: Eq. 11 at the last step, the "
+                                "paper's reading; K: at the mean of the last K steps of each phase)",
+                                _int_at_least(1))
     epochs: int = setting(6, "an integer >= 1", _int_at_least(1))
     lr: list = setting([0.5, 0.3, 0.2, 0.16], "a finite number >= 0, or a list of them, one per layer",
                        _one_or_list(_finite_in(0, math.inf, high_open=True)))
@@ -271,6 +274,9 @@ def check_consistency(cfg):
         raise ConfigError(f"train.random_sign = true needs train.estimator = \"one-sided\" and "
                           f"train.algorithm = \"ep\" (they are {t.estimator!r} and "
                           f"{t.algorithm!r}); the symmetric estimator is the same for either sign")
+    if t.average_last > t.T_nudge or (t.estimator == "one-sided" and t.average_last > t.T_free):
+        raise ConfigError(f"train.average_last = {t.average_last} is longer than the phases it averages "
+                          f"(train.T_nudge = {t.T_nudge}, train.T_free = {t.T_free}); give at most T_nudge")
     K = n_layers(m)
     for section, key in (("train", "lr"), ("model", "init_scale")):
         value = cfg.get(section, key)

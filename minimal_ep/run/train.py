@@ -137,7 +137,9 @@ def train_epoch(net, opt, cfg, x, y, rng, epoch, progress=True, sign_rng=None, l
         if t.algorithm == "ep":
             beta = t.beta * (sign_rng.choice((-1.0, 1.0)) if t.random_sign else 1.0)
             free, report = net.free_phase(xb, T_free)
-            grads = ep_gradients(net, xb, yb, beta, T_free, t.T_nudge, t.estimator, free_state=free)
+            own_free = t.estimator == "one-sided" and t.average_last > 1     # it averages the free phase
+            grads = ep_gradients(net, xb, yb, beta, T_free, t.T_nudge, t.estimator,
+                                 free_state=None if own_free else free, average_last=t.average_last)
         else:
             grads, free, report = bptt_gradients(net, xb, yb, T_free, return_state=True)
         loss = float(net.loss(free, yb))
