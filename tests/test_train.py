@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 
+import minimal_ep as mep
 import minimal_ep.run.checkpoints as ckpt_mod
 import minimal_ep.run.resume as resume_mod
 import minimal_ep.run.train as train_mod
@@ -214,3 +215,17 @@ def test_average_last_is_a_train_setting_checked_against_the_phases(tmp_path):
         cfg = tiny_config(tmp_path / estimator, "train.average_last=3", f"train.estimator={estimator}")
         metrics = train_mod.train(cfg, progress=False, log=lambda *a: None)
         assert cfg.train.average_last == 3 and 0 <= metrics[0]["test_error"] <= 1
+
+
+def test_build_network_documents_every_model_setting_with_its_default():
+    import ast
+    import dataclasses
+    import re
+    doc = mep.build_network.__doc__
+    for f in dataclasses.fields(config.ModelConfig):
+        entry = re.search(rf"^    {f.name} : .*?\n((?:        .*\n)+)", doc, re.M)
+        assert entry, f"build_network's docstring has no entry for {f.name}"
+        default = re.search(r"Default (.+?)\.?$", entry.group(1).strip(), re.S).group(1)
+        value = ast.literal_eval(default)
+        value = list(value) if isinstance(value, tuple) else value
+        assert value == getattr(config.ModelConfig(), f.name), f.name

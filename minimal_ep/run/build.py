@@ -70,12 +70,40 @@ def build_network(model=None, *, input_shape=(1, 28, 28), n_classes=10, seed=0, 
     fast : bool
         Compute with the fast path (:mod:`minimal_ep.fast`); False keeps the readable layers.
     **settings
-        Any :class:`~.config.ModelConfig` field, overriding ``model``'s: ``conv_channels`` (tuple of
-        int), ``kernel_size``, ``padding``, ``pool`` ("avg" or "max"), ``pool_size`` (F),
-        ``alpha`` (Eq. 16; None is F*F, the exact adjoint), ``hidden`` (tuple of int), ``spiking``,
-        ``loss`` ("mse" or "ce"), ``dtype``, ``eps`` (step size, Eq. 3), ``init_scale`` (multiplies
-        the Kaiming-uniform bound 1/sqrt(fan_in), per weight when a tuple), and, spiking only,
-        ``lam`` (Eq. 7-8), ``v_th`` (Eq. 6) and ``surrogate_width`` (spiking BPTT).
+        Any :class:`~.config.ModelConfig` field, overriding ``model``'s (below).
+
+    Other Parameters
+    ----------------
+    conv_channels : tuple of int
+        Channels of the conv layers, each conv (stride 1) -> pool (F x F, stride F). Default (16, 32).
+    kernel_size : int
+        KH = KW of every conv layer. Default 3.
+    padding : int
+        Zero padding of every conv layer. Default 0.
+    pool : {"avg", "max"}
+        The pooling kind (Eq. 12-16). Default "avg".
+    pool_size : int
+        F, the pooling window and stride. Default 2.
+    alpha : float or None
+        Scale of average unpooling (Eq. 16); None is F*F, the exact adjoint. Default None.
+    hidden : tuple of int
+        Widths of the dense hidden layers. Default (128,).
+    spiking : bool
+        A spiking network (Sigma-Delta modulation and predictive coding, Eq. 6-10). Default True.
+    loss : {"mse", "ce"}
+        MSE on the top layer, or cross-entropy of a softmax readout outside Phi. Default "mse".
+    dtype : {"float32", "float64"}
+        Default "float32".
+    eps : float
+        Step size of the dynamics (Eq. 3), in (0, 1]. Default 0.3.
+    init_scale : float or tuple of float
+        Multiplies the Kaiming-uniform bound 1 / sqrt(fan_in), per weight when a tuple. Default 1.
+    lam : float
+        Spiking only: the prediction factor lambda of encoder and decoder (Eq. 7-8). Default 0.3.
+    v_th : float
+        Spiking only: the Sigma-Delta threshold V_th (Eq. 6). Default 0.5.
+    surrogate_width : float
+        Spiking only: half-width of the triangular surrogate derivative of spiking BPTT. Default 1.
 
     Raises
     ------
