@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SCRIPTS = ["fig2_activation_sums", "fig3_activation_stats", "fig_gdd", "fig_pooling_alignment", "diagnose"]
+SCRIPTS = ["fig2_activation_sums", "fig3_activation_stats", "fig_gdd", "fig_pooling_alignment", "diagnose",
+           "fig_imbalance_training"]
 NAMES = ("crnn_max", "snn_max", "snn_avg", "crnn_avg")
 
 
@@ -106,6 +107,24 @@ def test_children_get_paths_relative_to_the_repository():
     assert not any(str(REPO) in a for a in cmd[1:])
     assert [e for e in range(20) if mk.is_stage(e, 13)] == [0, 1, 2, 4, 8, 13, 16]
 
+@pytest.mark.parametrize("name", NAMES)
+def test_recipe2_changes_only_phases_rates_epochs_and_folder(name):
+    """configs/figures/recipe2/NAME.toml is NAME.toml with the longer nudge, its rates and 12 epochs, nothing else."""
+    from minimal_ep.run import config
+    first = config.resolve(REPO / "configs" / "figures" / f"{name}.toml").to_dict()
+    second = config.resolve(REPO / "configs" / "figures" / "recipe2" / f"{name}.toml").to_dict()
+    changed = {(s, k) for s in first for k in first[s] if first[s][k] != second[s].get(k)}
+    assert changed == {("train", "T_free"), ("train", "T_nudge"), ("train", "lr"), ("train", "epochs"), ("run", "out")}
+    assert (second["train"]["T_free"], second["train"]["T_nudge"], second["train"]["epochs"]) == (500, 200, 12)
+    assert second["run"]["out"] == f"results/figures/recipe2/{name}"
+    mk = load("make_checkpoints")
+    args = mk.parse(["--names", name, "--seeds", "1", "--configs", "configs/figures/recipe2",
+                     "--out-dir", "results/figures/recipe2"])
+    cmd = mk.plan(args, args.set)[0].command(1)
+    assert cmd[cmd.index("--config") + 1] == f"configs/figures/recipe2/{name}.toml"
+    assert cmd[cmd.index("--out") + 1].startswith(f"results/figures/recipe2/{name}")
+
+
 
 def test_resume_adds_one_epoch_and_keeps_the_stages(tmp_path, capsys):
     """Each child one epoch more (--until); stage 0 is where training starts."""
@@ -183,6 +202,38 @@ def test_fig2_then_fig3_share_measurements(ckpts, tmp_path):
                     assert q3[f"{avg}.{k}.std"]["mean"] >= 0
                     if k[0] == "X":                                          # states or spikes: in [0, 1]
                         assert 0 <= q3[f"{avg}.{k}.mean"]["mean"] <= 1
+
+
+def test_imbalance_over_training_is_fig2_at_every_stage(ckpts, tmp_path):
+    """Every stage of every run, seeds pooled per stage; the last stage is fig2's own group, the control
+    its shared group (CRNN+max's weights run as SNN+max), and the CRNN+avg control runs CRNN+avg's."""
+    mod = load("fig_imbalance_training")
+    args = ["--fast", "--checkpoint-dir", str(ckpts), "--out", str(tmp_path)]
+    r = mod.main(args + ["--json", str(tmp_path / "imb.json")])
+    check_files(r, tmp_path)
+    assert json.loads((tmp_path / "imb.json").read_text())["caption"] == r["caption"]
+    for name in NAMES:
+        seeds = 2 if name.startswith("snn") else 1
+        assert list(r["own"][name]) == [0, 1]                             # quick runs: init and epoch 1
+        for epoch, m in r["own"][name].items():
+            assert m["seeds"] == list(range(seeds)) and sorted(m["layers"]) == [2, 3, 4]
+            assert (m["test_error"][0] is None) == (epoch == 0)
+            for q in m["layers"].values():
+                for key, _ in mod.QUANTITIES:
+                    check_spread(q[key], seeds)
+    assert set(r["control"]) == {"crnn_max", "crnn_avg"}
+    for crnn, per in r["control"].items():
+        for epoch, m in per.items():
+            assert m["weights"] == r["own"][crnn][epoch]["weights"][:1]       # the CRNN's seed-0 weights
+    fig2 = load("fig2_activation_sums").main(args + ["--no-plot", "--groups", "own,shared"])["groups"]
+    for name in NAMES:
+        for n in (2, 3, 4):
+            assert r["own"][name][1]["layers"][n]["ratio_signed"] == fig2["own"][name]["layers"][n]["ratio_signed"]
+    for n in (2, 3, 4):
+        assert r["control"]["crnn_max"][1]["layers"][n]["ratio_signed"] == \
+            fig2["shared"]["snn_max"]["layers"][n]["ratio_signed"]
+        assert r["control"]["crnn_max"][1]["layers"][n]["ratio_signed"] != \
+            r["own"]["snn_max"][1]["layers"][n]["ratio_signed"]
 
 
 def test_spikes_are_binary_in_the_route_statistics(ckpts):
