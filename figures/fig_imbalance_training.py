@@ -55,7 +55,7 @@ def by_epoch(selected):
     return out
 
 
-def test_error(stage):
+def stage_test_error(stage):
     """The run's test error after the stage's epoch (None at initialisation or without metrics)."""
     rows = [m for m in stage.metrics if m.get("epoch") == stage.epoch]
     return rows[-1].get("test_error") if rows else None
@@ -66,7 +66,7 @@ def measure(sources, run_as, sets, layers, args, cache):
     per_seed = [[campaign.measure_cached(src.network(run_as), src.dynamics, x, y, layers, args.batch_size, cache)
                  for x, y in sets] for src in sources]
     s = campaign.summarize(per_seed)
-    return {"seeds": [src.seed for src in sources], "test_error": [test_error(src) for src in sources],
+    return {"seeds": [src.seed for src in sources], "test_error": [stage_test_error(src) for src in sources],
             "weights": [src.describe() for src in sources],
             "layers": {n: {k: q[k] for k, _ in QUANTITIES} for n, q in s["layers"].items()}}
 
@@ -75,6 +75,9 @@ def run(args, selected, log=print):
     """{"own": {name: {epoch: measurement}}, "control": {crnn name: {epoch: ...}}} and the samples' description."""
     layers = None if args.layers is None else sorted({int(v) for v in args.layers.split(",") if v.strip()})
     first = next(iter(selected.values()))[0]
+    net = first.network()
+    if layers is not None and any(not (1 <= n <= net.n_conv and n < net.n_layers) for n in layers):
+        raise nets.FigureError(f"--layers {args.layers}: only conv layers below the top (1..{net.n_conv})")
     sets, source = nets.sample_sets(first.cfg, args.samples, args.sets, args.seed, args.data_dir)
     cache = None if args.no_cache else pathlib.Path(args.out) / ".cache"
     stages = by_epoch(selected)
