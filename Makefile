@@ -89,10 +89,12 @@ checkpoints: $(VENV)/.installed
 		--seeds "$(SEEDS)" --crnn-seeds "$(CRNN_SEEDS)" --jobs $(JOBS) $(if $(EPOCHS),--epochs $(EPOCHS)) $(ARGS)
 
 # Issue #27's campaign, the second recipe (configs/figures/recipe2/: the nudge long enough for eps 0.1,
-# 12 epochs) into results/figures/recipe2/, with the same variables. In progress: the figures still read
-# results/figures/checkpoints/ (docs/FIGURES.md, "Recipe 2").
+# 12 epochs) into results/figures/recipe2/, with the same variables; the SNN seeds after the first stop
+# after epoch 3 if still at chance. A session of fixed length: ARGS="--finish-by HH:MM" starts only the
+# epochs expected to end by then. In progress: the figures still read results/figures/checkpoints/
+# (docs/FIGURES.md, "Recipe 2").
 checkpoints-recipe2:
-	$(MAKE) checkpoints ARGS="--configs configs/figures/recipe2 --out-dir results/figures/recipe2 $(ARGS)"
+	$(MAKE) checkpoints ARGS="--configs configs/figures/recipe2 --out-dir results/figures/recipe2 --chance-stop 3 $(ARGS)"
 
 # Laptop-scale Table II: 18 runs of configs/laptop/ (about 10.5 CPU-hours projected), one after
 # another at one BLAS thread, niced, in the background. Resumable: after a kill or a reboot run it

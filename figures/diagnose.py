@@ -106,8 +106,10 @@ def diagnose(src, x, y, args):
     out["routes"] = {n: routes.ratios(r) for n, r in m["layers"].items()}
     if not args.no_gradients:
         out["gradients"] = gradients.alignment(net, x, y, src.cfg, args.batch_size)
+        out["gradients_average_last"] = src.cfg.train.average_last    # Eq. 11 at the mean of K states
     out["test_error"] = src.metrics[-1]["test_error"] if src.metrics and not args.as_ else None   # --as: not its own
     out["dynamics"], out["epoch"], out["net"] = dyn, src.epoch, src.describe()
+    out["settings"] = {k: v for k, v in src.cfg.to_dict().items() if k in ("model", "train")}   # --set included
     return out
 
 

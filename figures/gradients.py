@@ -1,6 +1,6 @@
 """EP's gradient estimate against BPTT's gradient, per weight, on given samples.
 
-EP: ``minimal_ep.ep_gradients`` with the net's config (estimator, beta, T_free, T_nudge); BPTT:
+EP: ``minimal_ep.ep_gradients`` with the net's config (estimator, beta, T_free, T_nudge, average_last); BPTT:
 ``minimal_ep.bptt_gradients`` of the loss after the same T_free-step free phase (for the SNN through
 the spikes, with a triangular surrogate of the threshold). Both are batch means; summed over the
 batches with the batch sizes as weights they are the gradients of the mean loss over the samples.
@@ -21,7 +21,8 @@ def alignment(net, x, y, cfg, batch_size):
         Samples in [0, 1] (host).
     y : (N,) int ndarray
     cfg : Config
-        The resolved config whose ``train`` section gives estimator, beta, T_free, T_nudge.
+        The resolved config whose ``train`` section gives estimator, beta, T_free, T_nudge and
+        average_last (Eq. 11 at the mean of each nudged phase's last K states, as in training).
     batch_size : int
         BPTT keeps every step's state: memory grows with batch_size * T_free.
 
@@ -34,7 +35,7 @@ def alignment(net, x, y, cfg, batch_size):
     ep_sum, bp_sum, batch_cos = {}, {}, {}
     for i in range(0, len(y), batch_size):
         xb, yb = backend.to_device(x[i:i + batch_size]), backend.to_device(y[i:i + batch_size])
-        ep = ep_gradients(net, xb, yb, t.beta, t.T_free, t.T_nudge, t.estimator)
+        ep = ep_gradients(net, xb, yb, t.beta, t.T_free, t.T_nudge, t.estimator, average_last=t.average_last)
         bp = bptt_gradients(net, xb, yb, t.T_free)
         share = len(yb) / len(y)
         for k in ep:

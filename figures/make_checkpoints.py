@@ -31,6 +31,11 @@ checkpoint, if that epoch is a stage) when the campaign starts.
     python figures/make_checkpoints.py --measure 1                     # CPU time of an epoch; trains nothing
     make checkpoints EPOCHS=2 SEEDS="0 1 2" JOBS=2                     # the same through make
 
+``--chance-stop E``: a run of a seed other than the first whose test error was at chance (>= 85%
+on MNIST's ten classes) after each of its first E epochs stops after epoch E, and that is its last
+stage (the first seed of every net gets the whole budget; issue #27 lets SNN+max's seeds 1-2 stop
+after 3 epochs at chance). ``--finish-by HH:MM`` starts only the children expected to end by then.
+
 Exit status: 0 every run at its last epoch, 1 some run stopped by itself (``stopped.json`` in its
 folder; ``--retry-stopped`` runs it again), 2 bad input, 130 stopped by a signal.
 """
@@ -60,6 +65,7 @@ NAMES = ("crnn_max", "crnn_avg", "snn_max", "snn_avg")
 QUICK = ['data.source="embedded"', "data.train_size=20", "data.test_size=10", "data.batch_size=10",
          "model.conv_channels=[3, 4, 6, 8]", "train.T_free=16", "train.T_nudge=6"]
 STAGES = "stages"
+CHANCE = 0.85                                    # a test error at or above it: a ten-class net at chance
 
 
 def rel(path):
@@ -104,6 +110,19 @@ def keep_stages(run):
     if is_stage(ckpt.epoch, run.epochs):
         data = (out / "checkpoint.npz").read_bytes()
         atomic_write(stage_path(out, ckpt.epoch), lambda f: f.write(data))
+
+
+def at_chance(run, epochs):
+    """Whether ``run`` has trained ``epochs`` epochs and its test error was >= CHANCE after each."""
+    rows = runner.read_json_lines(run.folder / "metrics.jsonl")[:epochs]
+    return len(rows) == epochs and all(row.get("test_error", 0.0) >= CHANCE for row in rows)
+
+
+def stop_at_chance(runs, epochs, first_seed):
+    """``--chance-stop``: end at ``epochs`` the runs whose seed is not ``first_seed(run)`` and were at chance."""
+    for run in runs:
+        if run.seed != first_seed(run) and run.epochs > epochs and at_chance(run, epochs):
+            run.epochs = epochs
 
 
 def backfill_stages(runs):
@@ -186,6 +205,8 @@ def parse(argv):
                    help=f"where the runs go (default {rel(OUT_DIR)}; with --quick {rel(QUICK_OUT_DIR)})")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="config override passed to every run (repeatable)")
+    p.add_argument("--chance-stop", type=int_at_least(1), default=None, metavar="E",
+                   help="stop after epoch E the runs of other seeds than the first still at chance then")
     p.add_argument("--quick", action="store_true", help="tiny nets on the embedded subset, 1 epoch (tests)")
     p.add_argument("--measure", type=int_at_least(1), default=None, metavar="BATCHES",
                    help="time BATCHES training batches and test batches of each configuration, train nothing")
@@ -221,9 +242,18 @@ def main(argv=None):
         for name in args.names:
             measure_cost(args.configs / f"{name}.toml", data_dir, sets, args.measure)
         return 0
+    def first_seed(run):                          # of its net's seeds (--seeds for SNNs, --crnn-seeds for CRNNs)
+        return (args.seeds if pathlib.Path(run.config).stem.startswith("snn") else args.crnn_seeds)[0]
+
+    def after_child(run):
+        if args.chance_stop:
+            stop_at_chance([run], args.chance_stop, first_seed)
+        keep_stages(run)
+    if args.chance_stop:
+        stop_at_chance(runs, args.chance_stop, first_seed)
     if not (args.status or args.dry_run):
         backfill_stages(runs)
-    return runner.run_campaign(runs, args, args.out_dir, REPO, step=1, after_child=keep_stages,
+    return runner.run_campaign(runs, args, args.out_dir, REPO, step=1, after_child=after_child,
                                prog="make_checkpoints")
 
 

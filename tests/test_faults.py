@@ -171,11 +171,11 @@ def test_3_an_interrupt_between_the_checkpoint_and_the_metrics_loses_nothing(tmp
                                                                               reference):
     real, calls = train_mod.write_metrics, {"n": 0}
 
-    def interrupted_after_the_commit(folder, metrics):
+    def interrupted_after_the_commit(folder, metrics, held_out="test"):
         calls["n"] += 1
         if calls["n"] == 2:                                     # epoch 2: checkpoint renamed, metrics not
             raise KeyboardInterrupt
-        real(folder, metrics)
+        real(folder, metrics, held_out)
 
     monkeypatch.setattr(train_mod, "write_metrics", interrupted_after_the_commit)
     code, out, err = train_cli(capsys, tmp_path, epochs=3)

@@ -162,6 +162,27 @@ def test_resume_adds_one_epoch_and_keeps_the_stages(tmp_path, capsys):
     assert err.count("\n") == 1 and "--set train.epochs=3" in err
 
 
+def test_chance_stop_ends_only_other_seeds_at_chance_after_each_epoch(tmp_path, capsys):
+    """--chance-stop 3: a later seed at chance after epochs 1-3 is done at 3; the first seed, and any
+    run that left chance or has not trained 3 epochs, keeps the config's 12."""
+    mk = load("make_checkpoints")
+    errors = {"snn_max": [0.90] * 3, "snn_max_seed1": [0.90, 0.89, 0.91], "snn_max_seed2": [0.90, 0.60, 0.90],
+              "snn_avg_seed1": [0.90, 0.90], "crnn_max": [0.90] * 3}
+    for run, errs in errors.items():
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "metrics.jsonl").write_text(
+            "".join(json.dumps({"epoch": e + 1, "test_error": err}) + "\n" for e, err in enumerate(errs)))
+    args = ["--configs", str(REPO / "configs/figures/recipe2"), "--out-dir", str(tmp_path), "--status"]
+    assert mk.main(args + ["--chance-stop", "3"]) == 0
+    status = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert status["snn_max_seed1"] == ["done", "3/3", "epochs"]
+    for run, errs in errors.items():
+        if run != "snn_max_seed1":
+            assert status[run][-2] == f"{len(errs)}/12", run
+    assert mk.main(args) == 0                                         # without the option: the config's 12
+    assert "3/12" in capsys.readouterr().out.split("snn_max_seed1")[1].splitlines()[0]
+
+
 def test_fig2_then_fig3_share_measurements(ckpts, tmp_path):
     r = load("fig2_activation_sums").main(["--fast", "--checkpoint-dir", str(ckpts), "--out", str(tmp_path)])
     check_files(r, tmp_path)
@@ -530,3 +551,23 @@ def test_readings_literal_is_the_library_and_its_average_is_average_last():
         lib = mep.ep_gradients(net, x, y, 0.2, 20, T_nudge, average_last=K)
         assert all(np.allclose(est[name][k], lib[k], rtol=1e-10, atol=1e-14) for k in est[name]), name
     assert readings.READINGS and all(readings.reading_doc(name) for name in readings.READINGS)
+
+
+def test_diagnose_measures_the_estimate_training_uses():
+    """figures/gradients.py: EP's estimate with the config's train settings, average_last included."""
+    import minimal_ep as mep
+    from minimal_ep.run import config as config_mod
+    gradients = load("gradients")
+    rng = np.random.default_rng(1)
+    x, y = rng.random((4, 1, 12, 12)), rng.integers(0, 4, 4)
+    net = mep.build_network(input_shape=(1, 12, 12), conv_channels=(4, 8), hidden=(16,), n_classes=4,
+                            padding=1, spiking=True, eps=0.5, lam=0.5, dtype="float64")
+    norms = {}
+    for K in (1, 5):
+        cfg = config_mod.resolve(None, ["train.T_free=20", "train.T_nudge=10", "train.beta=0.2",
+                                        f"train.average_last={K}"])
+        got = gradients.alignment(net, x, y, cfg, batch_size=4)
+        ep = mep.ep_gradients(net, x, y, 0.2, 20, 10, average_last=K)
+        norms[K] = [got[k]["norm_ep"] for k in got]
+        assert np.allclose(norms[K], [np.linalg.norm(ep[k]) for k in got], rtol=1e-12)
+    assert norms[1] != norms[5]

@@ -262,3 +262,79 @@ def test_the_committed_results_are_those_of_the_committed_runs(tmp_path):
         pytest.skip("no campaign runs in this checkout")
     text = collect_table2.render(runs_dir, tmp_path / "RESULTS.md")
     assert doc.read_text().split(collect_table2.HAND_WRITTEN)[0].rstrip() == text.rstrip()
+
+
+def test_midscale_probes_change_only_the_net_the_dynamics_and_the_held_out_images(tmp_path, capsys):
+    """table2/midscale_probes.py: every probe is the laptop SNN EP cell with its net's widths, its
+    dynamics and (the accuracy runs) 2000 held-out training images instead of the test set."""
+    from table2 import midscale_probes as probes
+    base = config_mod.resolve(REPO / probes.BASE)
+    net_keys = {("model", "conv_channels"), ("model", "hidden")}
+    dyn_keys = {("model", "eps"), ("model", "lam"), ("train", "beta"), ("train", "T_free"),
+                ("train", "T_nudge"), ("train", "average_last")}
+    for name in (f"{n}_{d}" for n in probes.NETS for d in probes.DYNAMICS):
+        cfg = config_mod.resolve(REPO / probes.BASE, probes.overrides(name))
+        assert differences(cfg, base) <= net_keys | dyn_keys, name
+    runs = probes.accuracy_runs(tmp_path / "probes")
+    assert [r.name for r in runs] == probes.ACCURACY
+    for run in runs:
+        cfg = config_mod.resolve(REPO / run.config, run.sets)
+        assert cfg.data.validation == 2000 and cfg.train.epochs == run.epochs == probes.EPOCHS
+        assert differences(cfg, base) <= net_keys | dyn_keys | {("data", "validation"), ("train", "epochs")}
+    # the summary reads what the probes write
+    (tmp_path / "probes" / "init").mkdir(parents=True)
+    grads = {f"w{n}": {"cos": 0.5, "norm_ep": 2.0, "norm_bptt": 1.0} for n in (1, 2, 3, 4)}
+    (tmp_path / "probes" / "init" / "A_qs_snn.json").write_text(json.dumps({"net": {"gradients": grads}}))
+    runs[0].folder.mkdir(parents=True)
+    row = {"epoch": 1, "test_error": 0.1, "train_error": 0.2}
+    (runs[0].folder / "metrics.jsonl").write_text(json.dumps(row) + "\n")
+    (runs[0].folder / "campaign.jsonl").write_text(
+        "".join(json.dumps({"exit_code": code, "cpu_seconds": cpu, "epochs_before": 0, "epochs_after": after})
+                + "\n" for code, cpu, after in ((130, 5.0, 0), (0, 41.0, 1))))
+    text = probes.summary(tmp_path / "probes")
+    assert "| A | qs | +0.50 / +0.50 / +0.50 / +0.50 | 2.00 / 2.00 / 2.00 / 2.00 |  |  |" in text
+    assert f"| {runs[0].name} | 10.00% | 20.00% | 41 |" in text
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        probes.main(["accuracy", "--names", "Z_qs"])
+    assert exc.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+def test_lr_search_runs_every_scale_on_held_out_images_and_chooses_the_lowest_error(tmp_path, capsys):
+    """table2/lr_search.py on two tiny cells: one run per (cell, scale), the cell's rates times the
+    scale, tested on held-out training images; the report's choice is the lowest validation error."""
+    from table2 import lr_search
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    tiny = ('[data]\nsource = "embedded"\ntrain_size = 40\ntest_size = 20\nbatch_size = 20\n'
+            '[model]\nconv_channels = [3]\nhidden = [6]\n[train]\nT_free = 6\nT_nudge = 3\nlr = {lr}\n')
+    (configs / "a.toml").write_text(tiny.format(lr="[0.2, 0.1, 0.05]"))
+    (configs / "b.toml").write_text(tiny.format(lr="[0.4, 0.2, 0.1]") + 'algorithm = "bptt"\n')
+    out = tmp_path / "search"
+    argv = ["--configs", str(configs), "--out", str(out), "--scales", "0.5", "2", "--epochs", "1",
+            "--validation", "100"]
+    assert lr_search.main(argv + ["--jobs", "2"]) == 0
+    runs = lr_search.plan(configs, out, [0.5, 2.0], 1, 100)
+    assert sorted(r.name for r in runs) == ["a_lr0.5", "a_lr2", "b_lr0.5", "b_lr2"]
+    for run in runs:
+        cfg = config_mod.resolve(run.folder / "config.toml")
+        base = config_mod.resolve(configs / f"{run.cell}.toml")
+        assert cfg.data.validation == 100 and cfg.train.epochs == 1
+        assert cfg.train.lr == pytest.approx([r * run.scale for r in base.train.lr])
+        assert "validation error" in (run.folder / "train.log").read_text()
+    capsys.readouterr()
+    assert lr_search.main(argv + ["--report"]) == 0
+    found = json.loads((out / "search.json").read_text())
+    assert found == json.loads(capsys.readouterr().out)
+    for cell, lr in (("a", [0.2, 0.1, 0.05]), ("b", [0.4, 0.2, 0.1])):
+        errors = {s: read_json_lines(out / f"{cell}_lr{s}" / "metrics.jsonl")[-1]["test_error"]
+                  for s in ("0.5", "2")}
+        assert found[cell]["errors"] == errors and found[cell]["lr"] == lr
+        best = min(errors, key=lambda s: (errors[s], float(s)))
+        assert found[cell]["chosen"] == float(best)
+        assert found[cell]["chosen_lr"] == pytest.approx([r * float(best) for r in lr])
+    for bad in (["--scales", "0"], ["--cells", "zz"], ["--data-dir", "nodir"]):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exc:
+            lr_search.main(argv + bad)
+        assert exc.value.code == 2 and capsys.readouterr().err.count("\n") == 1

@@ -229,3 +229,39 @@ def test_build_network_documents_every_model_setting_with_its_default():
         value = ast.literal_eval(default)
         value = list(value) if isinstance(value, tuple) else value
         assert value == getattr(config.ModelConfig(), f.name), f.name
+
+
+def test_validation_holds_out_the_last_training_images_and_never_reads_the_test_split(tmp_path, monkeypatch):
+    """data.validation = V: the test images are the last V of the training split, the training images
+    the first of the others; together the whole split, in order; the test split is not read."""
+    full = train_mod.load_data(tiny_config(tmp_path, "data.train_size=0"), progress=False)
+    read = []
+    real = train_mod.datasets.load_dataset
+    monkeypatch.setattr(train_mod.datasets, "load_dataset",
+                        lambda *a, **k: read.append(k["splits"]) or real(*a, **k))
+    held = train_mod.load_data(tiny_config(tmp_path, "data.train_size=0", "data.test_size=0",
+                                           "data.validation=300"), progress=False)
+    assert read == [("train",)]
+    n = len(full.y_train)
+    assert len(held.y_test) == 300 and len(held.y_train) == n - 300
+    assert np.array_equal(np.concatenate([held.x_train, held.x_test]), full.x_train)
+    assert np.array_equal(np.concatenate([held.y_train, held.y_test]), full.y_train)
+    sized = train_mod.load_data(tiny_config(tmp_path, "data.validation=300"), progress=False)   # 60 / 40 of them
+    assert np.array_equal(sized.x_train, full.x_train[:60]) and np.array_equal(sized.x_test, held.x_test[:40])
+    for bad, message in (("data.validation=%d" % n, "train split has only"),
+                         ("data.validation=30", "data.test_size = 40 but 30 validation images")):
+        with pytest.raises(config.ConfigError, match=message):
+            train_mod.load_data(tiny_config(tmp_path, bad), progress=False)
+
+
+def test_a_validation_run_says_validation_and_measures_the_held_out_images(tmp_path):
+    cfg = tiny_config(tmp_path, "data.validation=100")
+    lines = []
+    metrics = train_mod.train(cfg, progress=False, log=lines.append)
+    assert any("40 validation images" in line for line in lines)
+    assert any("validation error" in line for line in lines) and not any("test error" in line for line in lines)
+    data = train_mod.load_data(cfg, progress=False)
+    net = train_mod.network_from_config(cfg)
+    for k, v in ckpt_mod.read_checkpoint(tmp_path / "checkpoint.npz").params.items():
+        net.params[k][...] = v
+    assert train_mod.evaluate(net, data.x_test, data.y_test, cfg.train.T_free, 20) == metrics[0]["test_error"]

@@ -19,7 +19,10 @@ Beside each run the campaign writes, atomically, ``campaign.jsonl`` (one line pe
 and CPU seconds from ``os.wait4``, exit code, epochs before and after, the command) and, for a run
 that stopped by itself (divergence, an error), ``stopped.json``, which keeps it from being retried
 unless asked. SIGINT or SIGTERM to the campaign forwards SIGINT to the children: each keeps its last
-committed epoch and unlocks its folder, and nothing more is started. One campaign at a time per
+committed epoch and unlocks its folder, and nothing more is started. With ``--finish-by TIME`` a
+child is started only if it is expected to end by then (its run's last child's wall seconds per
+epoch, else those of a run of the same config; a run with neither is started): a campaign stopped
+that way loses no partial epoch, which a session of fixed length needs. One campaign at a time per
 folder (``FOLDER/run.lock``). Used by ``figures/make_checkpoints.py`` and ``table2/laptop.py``.
 """
 import argparse
@@ -92,6 +95,14 @@ class Run:
         """Completed epochs, from ``metrics.jsonl`` (0 if none)."""
         return len(read_json_lines(self.folder / "metrics.jsonl"))
 
+    def seconds_per_epoch(self):
+        """Wall seconds per epoch of this run's last child that trained, from campaign.jsonl, or None."""
+        for row in reversed(read_json_lines(self.folder / "campaign.jsonl")):
+            trained = row.get("epochs_after", 0) - row.get("epochs_before", 0)
+            if trained > 0 and row.get("wall_seconds"):
+                return row["wall_seconds"] / trained
+        return None
+
     def status(self):
         """One of :data:`STATES`."""
         if self.done() >= self.epochs:
@@ -150,12 +161,16 @@ class Campaign:
         Epochs per child (round-robin), or None (each child runs to the end).
     after_child : callable, optional
         ``after_child(run)`` when a child ended well (the figure campaign keeps stage checkpoints).
+    deadline : float or None
+        A time (``time.time()``) by which every child should have ended: a child expected to end
+        later is not started (see :meth:`expected_seconds`).
     """
 
-    def __init__(self, runs, jobs, log, cwd, step=None, after_child=None):
+    def __init__(self, runs, jobs, log, cwd, step=None, after_child=None, deadline=None):
         self.todo, self.jobs, self.log, self.cwd = list(runs), jobs, log, cwd
-        self.step, self.after_child = step, after_child
+        self.step, self.after_child, self.deadline = step, after_child, deadline
         self.live, self.stopping, self.failed = {}, False, []
+        self.late = set()                       # names of runs not started for the deadline
 
     def stop(self, signum, frame):
         self.stopping = True
@@ -166,14 +181,44 @@ class Campaign:
             except ProcessLookupError:
                 pass
 
+    def expected_seconds(self, run):
+        """Wall seconds a child of ``run`` started now should take, or None if nothing says.
+
+        Its run's last child's seconds per epoch, else the longest of the runs of the same config
+        still in the campaign, times the epochs the child would train.
+        """
+        per_epoch = run.seconds_per_epoch()
+        if per_epoch is None:
+            alike = [r.seconds_per_epoch() for r in self.todo + [v[0] for v in self.live.values()]
+                     if r.config == run.config]
+            per_epoch = max([t for t in alike if t is not None], default=None)
+        if per_epoch is None:
+            return None
+        before = run.done()
+        return per_epoch * (self.until(run, before) - before)
+
+    def in_time(self, run):
+        """False if a deadline is set and ``run``'s child is expected to end after it."""
+        if self.deadline is None:
+            return True
+        expected = self.expected_seconds(run)
+        if expected is None or time.time() + expected <= self.deadline:
+            return True
+        if run.name not in self.late:
+            self.late.add(run.name)
+            self.log(f"not starting {run.name}: expected {expected / 60:.0f} min, "
+                     f"it would end after {datetime.datetime.fromtimestamp(self.deadline):%Y-%m-%d %H:%M}")
+        return False
+
     def _next(self):
         """The run to start next (the fewest epochs first when round-robin), or None."""
         busy = {run.name for run, *_ in self.live.values()}
         ready = [r for r in self.todo if r.name not in busy]
-        if not ready:
-            return None
-        run = min(ready, key=Run.done) if self.step else ready[0]
-        self.todo.remove(run)
+        if self.step:
+            ready.sort(key=Run.done)                # stable: the campaign's order among equals
+        run = next((r for r in ready if self.in_time(r)), None)
+        if run is not None:
+            self.todo.remove(run)
         return run
 
     def until(self, run, before):
@@ -219,7 +264,8 @@ class Campaign:
                 self.todo.append(run)                    # round-robin: it goes back in the queue
 
     def run(self):
-        """Run everything; 0 if every run finished, 1 if some stopped by themselves, 130 if stopped.
+        """Run everything; 0 if every run finished (or what is left would end after the deadline), 1 if
+        some stopped by themselves, 130 if stopped.
 
         If the campaign itself fails (an exception here or in ``after_child``), the children are
         interrupted and waited for before the exception goes on: none is left running unwatched.
@@ -228,8 +274,9 @@ class Campaign:
             while (self.todo and not self.stopping) or self.live:
                 while not self.stopping and len(self.live) < self.jobs and (run := self._next()) is not None:
                     self.start(run)
-                if self.live:
-                    self.finish(*os.wait4(-1, 0))
+                if not self.live:
+                    break                           # what is left would end after the deadline
+                self.finish(*os.wait4(-1, 0))
         except BaseException:
             for run, _, _, child in self.live.values():
                 if child.poll() is None:
@@ -248,6 +295,26 @@ def add_arguments(p):
     p.add_argument("--status", action="store_true", help="print each run's state and exit")
     p.add_argument("--dry-run", action="store_true", help="print what would run, and exit")
     p.add_argument("--retry-stopped", action="store_true", help="also rerun runs that stopped by themselves")
+    p.add_argument("--finish-by", type=finish_time, metavar="TIME",
+                   help="start only children expected to end by TIME (HH:MM, the next one, or YYYY-MM-DDTHH:MM)")
+
+
+def finish_time(text):
+    """An argparse type: ``HH:MM`` (its next occurrence) or ``YYYY-MM-DDTHH:MM``, as ``time.time()``."""
+    now = datetime.datetime.now()
+    try:
+        if "T" in text:
+            when = datetime.datetime.fromisoformat(text)
+        else:
+            clock = datetime.datetime.strptime(text, "%H:%M")
+            when = now.replace(hour=clock.hour, minute=clock.minute, second=0, microsecond=0)
+            if when <= now:
+                when += datetime.timedelta(days=1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HH:MM or YYYY-MM-DDTHH:MM") from None
+    if when <= now:
+        raise argparse.ArgumentTypeError(f"{text!r} is in the past")
+    return when.timestamp()
 
 
 def _positive(text):
@@ -298,12 +365,13 @@ def run_campaign(runs, args, folder, cwd, step=None, after_child=None, prog="cam
         return 2
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        campaign = Campaign(todo, args.jobs, log, cwd, step, after_child)
+        campaign = Campaign(todo, args.jobs, log, cwd, step, after_child, args.finish_by)
         for sig in handlers:
             signal.signal(sig, campaign.stop)
         log(f"campaign in {folder}: {len(runs)} runs, {len(todo)} to do, {args.jobs} at a time")
         code = campaign.run()
-        log(f"campaign {'stopped' if code == 130 else 'finished'}; "
+        ended = "stopped" if code == 130 else ("paused for the deadline" if campaign.todo else "finished")
+        log(f"campaign {ended}; "
             + (f"stopped by themselves: {', '.join(campaign.failed)}" if campaign.failed else "no run failed"))
         return code
     finally:

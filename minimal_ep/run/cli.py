@@ -151,7 +151,7 @@ def resume_config(args, sets, out):
 
 
 def _train(args):
-    from .train import train
+    from .train import held_out_name, train
     sets = _data_sets(args, {"train.epochs": args.epochs, "data.train_size": args.train_size,
                              "data.test_size": args.test_size, "run.backend": args.backend,
                              "train.seed": args.seed, "run.out": args.out})
@@ -164,14 +164,14 @@ def _train(args):
     metrics = train(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
                     until=args.until)
     last = metrics[-1]
-    print(f"final test error {100 * last['test_error']:.2f}% after {last['epoch']} epochs "
+    print(f"final {held_out_name(cfg)} error {100 * last['test_error']:.2f}% after {last['epoch']} epochs "
           f"({sum(m['seconds'] for m in metrics):.0f}s of training); outputs in {cfg.run.out}")
 
 
 def _evaluate(args):
     from .checkpoints import check_params, read_checkpoint
     from .memory import check_config_fits
-    from .train import evaluate, load_data, network_from_config
+    from .train import evaluate, held_out_name, load_data, network_from_config
     ckpt = read_checkpoint(args.checkpoint)
     sets = _data_sets(args, {"data.test_size": args.test_size, "run.backend": args.backend})
     if args.source == "embedded" and args.data_dir is None:
@@ -188,7 +188,8 @@ def _evaluate(args):
         net.params[k][...] = backend.to_device(v)
     T = args.T if args.T is not None else cfg.train.T_eval or cfg.train.T_free
     err = evaluate(net, data.x_test, data.y_test, T, cfg.data.batch_size)
-    print(f"test error {100 * err:.2f}% on {len(data.y_test)} {cfg.data.dataset} test images "
+    print(f"{held_out_name(cfg)} error {100 * err:.2f}% on {len(data.y_test)} {cfg.data.dataset} "
+          f"{held_out_name(cfg)} images "
           f"({data.source}), checkpoint after epoch {ckpt.epoch}, T = {T}")
 
 

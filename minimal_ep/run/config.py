@@ -123,6 +123,8 @@ class DataConfig(_Section):
                             "to search the usual places", _text, path=True)
     train_size: int = setting(0, "an integer >= 0 (0: all)", _int_at_least(0))
     test_size: int = setting(0, "an integer >= 0 (0: all)", _int_at_least(0))
+    validation: int = setting(0, "an integer >= 0 (0: test on the test split; N: on the last N training "
+                              "images, held out, and never read the test split)", _int_at_least(0))
     normalize: str = choice("unit", ("unit", "binary"), "unit (x/255), binary (x >= 128)")
     batch_size: int = setting(50, "an integer >= 1", _int_at_least(1))
     shuffle: bool = setting(True, "true, false", _is_bool)

@@ -68,13 +68,16 @@ def atomic_write(path, write):
             tmp.unlink()
 
 
-def write_metrics(folder, metrics):
-    """Rewrite ``folder/metrics.jsonl`` (one JSON line per epoch) and ``learning_curves.png``."""
+def write_metrics(folder, metrics, held_out="test"):
+    """Rewrite ``folder/metrics.jsonl`` (one JSON line per epoch) and ``learning_curves.png``.
+
+    ``held_out``: what the ``test_error`` was measured on, the curve's label ("test", "validation").
+    """
     folder = pathlib.Path(folder)
     text = "".join(json.dumps(row) + "\n" for row in metrics)
     atomic_write(folder / "metrics.jsonl", lambda f: f.write(text.encode()))
     if metrics:
-        plot_learning_curves(metrics, folder / "learning_curves.png")
+        plot_learning_curves(metrics, folder / "learning_curves.png", held_out)
 
 
 def read_metrics(folder):
@@ -89,8 +92,8 @@ def read_metrics(folder):
                              "(it predates that); delete or repair the file to resume") from None
 
 
-def plot_learning_curves(metrics, path):
-    """Train and test error against epoch as a PNG, written atomically.
+def plot_learning_curves(metrics, path, held_out="test"):
+    """Train and test (or ``held_out``) error against epoch as a PNG, written atomically.
 
     Uses a bare matplotlib Figure (no pyplot), so the caller's plotting backend is left alone.
     """
@@ -99,7 +102,7 @@ def plot_learning_curves(metrics, path):
     ax = fig.subplots()
     epochs = [m["epoch"] for m in metrics]
     ax.plot(epochs, [100 * m["train_error"] for m in metrics], "o-", label="train")
-    ax.plot(epochs, [100 * m["test_error"] for m in metrics], "s-", label="test")
+    ax.plot(epochs, [100 * m["test_error"] for m in metrics], "s-", label=held_out)
     ax.set_xlabel("epoch")
     ax.set_ylabel("error (%)")
     ax.grid(alpha=0.3)

@@ -67,11 +67,24 @@ def load_data(cfg, splits=("train", "test"), progress=True):
     """The configured splits as :class:`Data` (``train_size``/``test_size`` images, 0: all).
 
     ``splits``: the splits read (``minimal-ep evaluate`` reads the test split only; the others are
-    None in the result).
+    None in the result). With ``data.validation = V`` the last V images of the training split take
+    the test split's place (``test_size`` of them, 0: all V) and the training images are the first
+    ``train_size`` of the others: the test split is never read (a search of settings).
     """
     d = cfg.data
-    data = datasets.load_dataset(d.dataset, source=d.source, data_dir=d.data_dir or None, splits=splits,
+    read = ("train",) if d.validation else splits
+    data = datasets.load_dataset(d.dataset, source=d.source, data_dir=d.data_dir or None, splits=read,
                                  progress=progress)
+    if d.validation:
+        images, labels = data.pop("train_images"), data.pop("train_labels")
+        data.pop("test_images", None), data.pop("test_labels", None)     # the embedded source has both
+        keep = len(labels) - d.validation
+        if keep < 1:
+            raise config_mod.ConfigError(f"data.validation = {d.validation} but the {d.source} {d.dataset} "
+                                         f"train split has only {len(labels)} images")
+        for split, part in (("train", slice(None, keep)), ("test", slice(keep, None))):
+            if split in splits:
+                data[f"{split}_images"], data[f"{split}_labels"] = images[part], labels[part]
     out = []
     for split, size in (("train", d.train_size), ("test", d.test_size)):
         if f"{split}_labels" not in data:
@@ -79,11 +92,17 @@ def load_data(cfg, splits=("train", "test"), progress=True):
             continue
         n = size or len(data[f"{split}_labels"])
         if n > len(data[f"{split}_labels"]):
-            raise config_mod.ConfigError(f"data.{split}_size = {n} but the {d.source} "
-                                         f"{d.dataset} {split} split has {len(data[f'{split}_labels'])}")
+            where = (f"{d.validation} validation images" if split == "test" and d.validation else
+                     f"the {d.source} {d.dataset} {split} split has {len(data[f'{split}_labels'])}")
+            raise config_mod.ConfigError(f"data.{split}_size = {n} but " + where)
         out.append(datasets.to_float_images(data[f"{split}_images"][:n], cfg.model.dtype, d.normalize))
         out.append(data[f"{split}_labels"][:n].astype(np.int64))
     return Data(*out, source=data["source"], files=data["files"])
+
+
+def held_out_name(cfg):
+    """What the images a run is tested on are: "test", or "validation" (``data.validation``)."""
+    return "validation" if cfg.data.validation else "test"
 
 
 def divergence_limits(params, init_scale):
@@ -229,11 +248,12 @@ def train(cfg, resume=False, overwrite=False, progress=True, log=print, until=No
     saved = run.saved
     try:
         if run.saved:
-            write_metrics(out, run.metrics)            # repairs an interrupt after the last commit
+            write_metrics(out, run.metrics, held_out_name(cfg))   # repairs an interrupt after the last commit
         else:
             write_config(out, cfg, run)                # the settings of the first start
         log(f"{'SNN' if net.spiking else 'CRNN'} {t.algorithm.upper()} on {cfg.data.dataset} "
-            f"({len(data.y_train)} train / {len(data.y_test)} test images from {data.source}), "
+            f"({len(data.y_train)} train / {len(data.y_test)} {held_out_name(cfg)} images from "
+            f"{data.source}), "
             f"{sum(int(p.size) for p in net.params.values())} parameters, backend {backend.get_backend()}")
         for epoch in range(run.saved, min(t.epochs, until or t.epochs)):
             opt.scale = lr_scale(cfg, epoch)
@@ -251,8 +271,9 @@ def train(cfg, resume=False, overwrite=False, progress=True, log=print, until=No
                             run.data_files, run.changes, run.environment)
             saved = epoch + 1
             write_config(out, cfg, run)
-            write_metrics(out, run.metrics)
-            log(f"epoch {epoch + 1:3d}  train error {100 * train_err:6.2f}%  test error {100 * test_err:6.2f}%"
+            write_metrics(out, run.metrics, held_out_name(cfg))
+            log(f"epoch {epoch + 1:3d}  train error {100 * train_err:6.2f}%  {held_out_name(cfg)} error "
+                f"{100 * test_err:6.2f}%"
                 + (f"  firing rate {rate:.3f}" if rate is not None else "") + f"  {seconds:6.1f}s")
     except TrainingDiverged as err:
         raise TrainingDiverged(f"training diverged: {err}; {_kept(ckpt_path, saved)}") from None
