@@ -70,8 +70,7 @@ CHANCE = 0.85                                    # a test error at or above it: 
 
 def rel(path):
     """``path`` relative to the repository when it lies inside it (the commands and configs stay portable)."""
-    path = pathlib.Path(path).resolve()
-    return path.relative_to(REPO) if path.is_relative_to(REPO) else path
+    return runner.repo_relative(path, REPO)
 
 
 def run_name(name, seed):

@@ -86,8 +86,7 @@ def plan(selected=None, runs_dir=RUNS_DIR, config_dir=CONFIG_DIR, overrides=(), 
 
 def _rel(path):
     """``path`` relative to the repository when it lies inside it (commands and configs stay portable)."""
-    path = pathlib.Path(path).absolute()
-    return path.relative_to(REPO) if path.is_relative_to(REPO) else path
+    return runner.repo_relative(path, REPO)
 
 
 def resolve_run(run):

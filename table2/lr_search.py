@@ -26,9 +26,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def rel(path):
-    """``path`` relative to the repository when it lies inside it (commands stay portable)."""
-    path = pathlib.Path(path).absolute()
-    return path.relative_to(REPO) if path.is_relative_to(REPO) else path
+    return runner.repo_relative(path, REPO)
 
 
 def scaled(lr, scale):

@@ -26,7 +26,6 @@ import sys
 
 from figures import diagnose
 from minimal_ep.run import campaign as runner
-from minimal_ep.run.cli import Parser
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BASE = "configs/laptop/mnist_snn_ep_avg.toml"
@@ -75,8 +74,7 @@ def init_probes(out, samples=50, names=None):
 
 def accuracy_runs(out, names=None):
     """The one-epoch runs (:class:`minimal_ep.run.campaign.Run`) of ``names`` (default ``ACCURACY``)."""
-    folder = pathlib.Path(out).absolute()
-    folder = folder.relative_to(REPO) if folder.is_relative_to(REPO) else folder
+    folder = runner.repo_relative(out, REPO)
     return [runner.Run(name, pathlib.Path(BASE), folder / "accuracy" / name, 0, EPOCHS,
                        overrides(name) + HELD_OUT, DATA_DIR, root=REPO) for name in names or ACCURACY]
 
@@ -111,13 +109,11 @@ def summary(out):
 
 
 def main(argv=None):
-    p = Parser(description=__doc__.split("\n")[0])
+    p = runner.parser(__doc__.split("\n")[0])          # with the campaign's --jobs, --log, --finish-by
     p.add_argument("probe", choices=("init", "accuracy", "summary"))
     p.add_argument("--out", type=pathlib.Path, default=OUT, help="where the probes go")
     p.add_argument("--names", nargs="+", metavar="NET_DYNAMICS", help="only these (e.g. A_qs)")
     p.add_argument("--samples", type=int, default=50, help="init: images measured")
-    p.add_argument("--jobs", type=int, default=1, help="accuracy: runs at a time, one BLAS thread each")
-    p.add_argument("--log", help="accuracy: append the campaign's log to this file (default stdout)")
     args = p.parse_args(argv)
     bad = [n for n in args.names or ()
            if n.split("_", 1)[0] not in NETS or n.split("_", 1)[-1] not in DYNAMICS]
@@ -132,9 +128,7 @@ def main(argv=None):
         print(summary(out))
         return 0
     runs = [r for r in accuracy_runs(out, args.names) if r.status() != "done"]
-    log = ["--log", args.log] if args.log else []
-    campaign_args = runner.parser("").parse_args(["--jobs", str(args.jobs)] + log)
-    return runner.run_campaign(runs, campaign_args, out / "accuracy", REPO, prog="midscale_probes")
+    return runner.run_campaign(runs, args, out / "accuracy", REPO, prog="midscale_probes")
 
 
 if __name__ == "__main__":

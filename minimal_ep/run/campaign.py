@@ -140,6 +140,12 @@ def lock_holder(folder):
     return pid if process_exists(pid) else None
 
 
+def repo_relative(path, root):
+    """``path`` relative to ``root`` when it lies inside it, else absolute (commands stay portable)."""
+    path, root = pathlib.Path(path).resolve(), pathlib.Path(root).resolve()
+    return path.relative_to(root) if path.is_relative_to(root) else path
+
+
 def shell_text(cmd):
     """A child's command as one would type it: ``minimal-ep --threads 1 train ...``."""
     return " ".join(["minimal-ep"] + [shlex.quote(str(a)) for a in cmd[3:]])
