@@ -42,7 +42,7 @@ from minimal_ep.run.gradcheck import cosine
 from minimal_ep.run.train import load_data, network_from_config, train_epoch
 
 
-def probe(cfg, steps, batch_size, seed=0, compare_bptt=0, log=print):
+def probe(cfg, steps, batch_size, seed=0, compare_bptt=0, log=print, after_step=None):
     """Train ``steps`` SGD steps of the configured net; returns (records, the config it trained).
 
     Parameters
@@ -56,6 +56,9 @@ def probe(cfg, steps, batch_size, seed=0, compare_bptt=0, log=print):
         ``train.seed``).
     compare_bptt : int
         Every this many steps (0: never), also the cosine of the step's gradient with BPTT's.
+    after_step : callable, optional
+        Called with the records so far and the config after every step (``--json`` rewrites its file
+        there, so a probe stopped early leaves the steps it made).
     """
     cfg = cfg.replace(**{"data.batch_size": batch_size, "data.shuffle": True,
                          "data.test_size": 1})                                # no test images used
@@ -87,6 +90,8 @@ def probe(cfg, steps, batch_size, seed=0, compare_bptt=0, log=print):
                                       backend.to_numpy(bp[k]).astype(np.float64)) for k in ws]
         clock[0] = time.process_time()
         records.append(rec)
+        if after_step is not None:
+            after_step(records, cfg)
         log(f"step {rec['step']:4d}  loss {rec['loss']:.4f}  error {rec['error']:.2f}  "
             f"mean {' '.join(f'{m:.3f}' for m in rec['mean'])}  "
             f"at0 {' '.join(f'{a:.2f}' for a in rec['at0'])}  at1 {' '.join(f'{a:.2f}' for a in rec['at1'])}  "
@@ -151,10 +156,16 @@ def main(argv=None):
         p.error("give --config, --steps and --batch-size (or --summarize)")
     cfg = resolve(args.config, args.overrides, **{"data.data_dir": args.data_dir})
     start = time.process_time()
-    records, cfg = probe(cfg, args.steps, args.batch_size, args.seed, args.compare_bptt)
     command = shlex.join(argv if argv is not None else sys.argv[1:])
-    cli.save_json(args, {"command": f"python figures/probe_steps.py {command}",
-                         "cpu_seconds": time.process_time() - start, "config": cfg.to_dict(), "steps": records})
+
+    def save(records, trained):
+        """The JSON so far: ``complete`` once all --steps are made."""
+        cli.save_json(args, {"command": f"python figures/probe_steps.py {command}",
+                             "cpu_seconds": time.process_time() - start, "config": trained.to_dict(),
+                             "steps_planned": args.steps, "complete": len(records) == args.steps,
+                             "steps": records})
+    records, cfg = probe(cfg, args.steps, args.batch_size, args.seed, args.compare_bptt, after_step=save)
+    save(records, cfg)
     return records
 
 

@@ -20,6 +20,10 @@ stopped by a signal. Usage::
     python -m table2.laptop --status              # what is done, what is running
     python -m table2.laptop --measure-cost        # CPU seconds per epoch of each cell
     python -m table2.laptop --quick --runs-dir /tmp/q   # machinery check, seconds
+
+The mid-scale table (issue #28) is the same campaign on ``configs/midscale/``, 3 seeds per cell::
+
+    python -m table2.laptop --config-dir configs/midscale --runs-dir results/table2/midscale --seeds 3
 """
 import json
 import os
@@ -28,6 +32,7 @@ import sys
 
 from minimal_ep import backend, datasets
 from minimal_ep.run import campaign as runner, config as config_mod
+from minimal_ep.run.cli import int_at_least
 from minimal_ep.run.runs import atomic_write
 from table2 import measure
 
@@ -61,17 +66,19 @@ def split_cell(cell):
     return prefix, column
 
 
-def plan(selected=None, runs_dir=RUNS_DIR, config_dir=CONFIG_DIR, overrides=(), data_dirs=None):
+def plan(selected=None, runs_dir=RUNS_DIR, config_dir=CONFIG_DIR, overrides=(), data_dirs=None, seeds=None):
     """The runs (:class:`minimal_ep.run.campaign.Run`), in campaign order; ``run.cell`` is the cell.
 
     ``overrides`` are ``--set`` texts for every run; ``data_dirs`` maps a data-set prefix to the
-    folder of its official files (``--data-dir`` of the children).
+    folder of its official files (``--data-dir`` of the children); ``seeds``: that many seeds of
+    every cell (default: the laptop table's, ``SEEDS``).
     """
     names = selected or cells(config_dir)
+    per_cell = {cell: seeds or SEEDS.get(cell, 1) for cell in names}
     runs = []
-    for seed in range(max(SEEDS.values())):
+    for seed in range(max(per_cell.values())):
         for cell in names:
-            n = SEEDS.get(cell, 1)
+            n = per_cell[cell]
             if seed < n:
                 config = config_dir / f"{cell}.toml"
                 name = f"{cell}_seed{seed}" if n > 1 else cell
@@ -111,6 +118,10 @@ def missing_data(todo, cfgs):
 
 def parse_args(argv):
     p = runner.parser(__doc__.split("\n")[0])
+    p.add_argument("--config-dir", type=pathlib.Path, default=CONFIG_DIR,
+                   help="the cells' configs (default configs/laptop; configs/midscale: the mid-scale table)")
+    p.add_argument("--seeds", type=int_at_least(1), default=None,
+                   help="seeds of every cell (default: the laptop table's, 3 for Fashion-MNIST's spiking cells, else 1)")
     p.add_argument("--cells", nargs="+", metavar="CELL", help="only these cells (default: all)")
     p.add_argument("--runs-dir", type=pathlib.Path, help="default results/table2/laptop "
                    "(runs/laptop-quick with --quick)")
@@ -124,7 +135,12 @@ def parse_args(argv):
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="with --measure-cost only: override a config key (e.g. Table I's T_free)")
     args = p.parse_args(argv)
-    known = cells()
+    if not args.config_dir.is_dir():
+        p.error(f"--config-dir {args.config_dir} is not a folder")
+    args.config_dir = args.config_dir.absolute()
+    if args.config_dir != CONFIG_DIR and args.runs_dir is None:
+        p.error("--config-dir other than configs/laptop needs --runs-dir (its runs never go into the laptop table's)")
+    known = cells(args.config_dir)
     bad = [c for c in args.cells or () if c not in known]
     if bad:
         p.error(f"unknown cell {bad[0]!r}; allowed: {', '.join(known)}")
@@ -142,7 +158,7 @@ def main(argv=None):
     overrides = QUICK if args.quick else ()
     data_dirs = {} if args.quick else {"fmnist": args.fashion_mnist_dir, "mnist": args.mnist_dir}
     try:
-        runs = plan(args.cells, args.runs_dir, overrides=overrides, data_dirs=data_dirs)
+        runs = plan(args.cells, args.runs_dir, args.config_dir, overrides, data_dirs, args.seeds)
         cfgs = {r.name: resolve_run(r) for r in runs}
     except config_mod.ConfigError as err:
         print(f"table2.laptop: error: {err}", file=sys.stderr)

@@ -500,6 +500,7 @@ def test_probe_steps_records_the_training_loops_own_batches(tmp_path):
                                         "--compare-bptt", "2", "--json", str(tmp_path / "p.json")])
     saved = json.loads((tmp_path / "p.json").read_text())
     assert saved["steps"] == records and [r["step"] for r in records] == [1, 2, 3]
+    assert saved["complete"] and saved["steps_planned"] == 3
     assert "--steps 3" in saved["command"] and not list(tmp_path.glob(".*tmp*"))
     assert saved["config"]["data"]["batch_size"] == 10
     assert [r["cos_bptt"] is None for r in records] == [False, True, False]
@@ -522,6 +523,17 @@ def test_probe_steps_records_the_training_loops_own_batches(tmp_path):
         assert len(r["mean"]) == len(r["at0"]) == len(r["at1"]) == 5
         assert all(0 <= a + b <= 1 for a, b in zip(r["at0"], r["at1"]))
         assert 10 * r["error"] == round(10 * r["error"]) and math.isfinite(r["loss"]) and r["cpu"] >= 0
+
+
+def test_probe_steps_json_grows_step_by_step(tmp_path, monkeypatch):
+    """The --json file is rewritten after every step: a probe stopped early leaves the steps it made."""
+    probe = load("probe_steps")
+    written = []
+    save = probe.cli.save_json
+    monkeypatch.setattr(probe.cli, "save_json",
+                        lambda args, data: (written.append((len(data["steps"]), data["complete"])), save(args, data)))
+    probe.main(PROBE_QUICK + ["--steps", "2", "--batch-size", "10", "--json", str(tmp_path / "p.json")])
+    assert written == [(1, False), (2, True), (2, True)]
 
 
 def test_probe_steps_bad_input_is_one_line_and_status_2(capsys):
@@ -571,3 +583,34 @@ def test_diagnose_measures_the_estimate_training_uses():
         norms[K] = [got[k]["norm_ep"] for k in got]
         assert np.allclose(norms[K], [np.linalg.norm(ep[k]) for k in got], rtol=1e-12)
     assert norms[1] != norms[5]
+
+
+def test_campaign_table_is_the_runs_files(ckpts, tmp_path, capsys):
+    """The table holds every run's test errors and CPU s; the net rows are mean +- std (ddof 1) over seeds."""
+    table = load("campaign_table")
+    runs = table.read_runs(ckpts)
+    assert sorted(runs) == sorted(p.name for p in ckpts.iterdir() if p.is_dir())
+    for run, (errors, _, cpu) in runs.items():
+        metrics = [json.loads(line) for line in (ckpts / run / "metrics.jsonl").read_text().splitlines()]
+        assert errors == [m["test_error"] for m in metrics] and len(cpu) == len(errors) and min(cpu) > 0
+    rows = {(net, epoch): (seeds, mean, std) for net, seeds, epoch, mean, std in table.family_rows(runs)}
+    seeds, mean, std = rows[("snn_avg", 1)]
+    values = [runs["snn_avg"][0][0], runs["snn_avg_seed1"][0][0]]
+    assert seeds == 2 and mean == pytest.approx(np.mean(values)) and std == pytest.approx(np.std(values, ddof=1))
+    assert rows[("crnn_max", 1)][2] is None                       # one seed: no spread
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"head\n{table.BEGIN}\nold\n{table.END}\ntail\n")
+    assert table.main(["--out-dir", str(ckpts), "--write", str(doc)]) == 0
+    text = doc.read_text()
+    assert text.startswith(f"head\n{table.BEGIN}\n| run |") and text.endswith(f"{table.END}\ntail\n")
+    assert "old" not in text and table.table(runs) in text
+    doc.write_text("no markers\n")
+    assert table.run_main(table.main, ["--out-dir", str(ckpts), "--write", str(doc)]) == 2
+    assert doc.read_text() == "no markers\n" and capsys.readouterr().err.count("\n") == 1
+
+
+def test_figures_md_campaign_table_is_the_committed_runs():
+    """docs/FIGURES.md's campaign table is what figures.campaign_table makes of results/figures/recipe2/."""
+    table = load("campaign_table")
+    text = (REPO / "docs" / "FIGURES.md").read_text()
+    assert table.replace_between_markers(text, table.table(table.read_runs(table.DEFAULT_DIR))) == text

@@ -89,6 +89,34 @@ def test_plan_seeds_order_and_folders(tmp_path):
     assert prefixes[:6] == ["mnist"] * 6 and [r.seed for r in runs[6:12]] == [0] * 6   # a full table first
 
 
+MIDSCALE = REPO / "configs" / "midscale"
+
+
+def test_midscale_cells_differ_only_by_column_and_are_the_probes_net_a_at_b05():
+    """configs/midscale/: one row per data set, the columns differ only in their defining keys, and the
+    shared settings are the probe A_b05 (net A, beta 0.05, T 100 + 40, the nudged phase averaged)."""
+    cells = campaign.cells(MIDSCALE)
+    assert {campaign.split_cell(c)[1] for c in cells} == set(campaign.COLUMNS) - {"crnn_ep_mse"}
+    cfgs = {c: config_mod.resolve(MIDSCALE / f"{c}.toml") for c in cells}
+    for a in cells:
+        for b in cells:
+            diff = differences(cfgs[a], cfgs[b])
+            same_row = campaign.split_cell(a)[0] == campaign.split_cell(b)[0]
+            assert diff <= (campaign.COLUMN_KEYS | {("run", "out")} if same_row else campaign.DEFINING), (a, b, diff)
+    probe = config_mod.resolve(REPO / "results" / "table2" / "midscale" / "probes" / "accuracy" / "A_b05" /
+                               "config.toml")
+    for cell, cfg in cfgs.items():
+        m, t = cfg.model, cfg.train
+        assert (m.conv_channels, m.hidden, m.eps, m.lam, t.beta) == (probe.model.conv_channels,
+                                                                        probe.model.hidden, 0.3, 0.3, 0.05)
+        assert t.average_last == t.T_nudge and t.lr == probe.train.lr
+        assert cfg.run.out == f"results/table2/midscale/{cell}"
+        if campaign.split_cell(cell)[0] == "mnist":
+            assert (t.T_free, t.T_nudge) == (probe.train.T_free, probe.train.T_nudge)
+    runs = campaign.plan(runs_dir=REPO / "results" / "table2" / "midscale", config_dir=MIDSCALE, seeds=3)
+    assert sorted((r.cell, r.seed) for r in runs) == sorted((c, k) for c in cells for k in range(3))
+
+
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
     for argv in (["--cells", "nope"], ["--set", "train.T_free=9"], ["--jobs", "0"]):
         with pytest.raises(SystemExit) as e:
@@ -99,6 +127,12 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
                           str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "prepare_mnist_subset" in err[0]
+    for argv, word in ((["--config-dir", str(MIDSCALE)], "--runs-dir"),          # never into the laptop runs
+                       (["--config-dir", str(tmp_path / "none"), "--runs-dir", str(tmp_path)], "not a folder")):
+        with pytest.raises(SystemExit) as e:
+            campaign.main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and len(err) == 1 and word in err[0]
 
 
 def run_campaign(runs_dir, *cells):
