@@ -19,7 +19,7 @@ import sys
 
 from figures.cli import RESULTS, FigureError, Parser, run_main
 from minimal_ep.run.campaign import read_json_lines
-from minimal_ep.run.runs import atomic_write
+from minimal_ep.run.runs import atomic_write, read_metrics
 
 DEFAULT_DIR = RESULTS / "recipe2"
 BEGIN = "<!-- campaign table: python -m figures.campaign_table --write docs/FIGURES.md -->"
@@ -36,7 +36,7 @@ def read_runs(folder):
     folder = pathlib.Path(folder)
     runs = {}
     for run_dir in sorted(p for p in folder.iterdir() if (p / "metrics.jsonl").is_file()):
-        metrics = read_json_lines(run_dir / "metrics.jsonl")
+        metrics = read_metrics(run_dir)
         children = read_json_lines(run_dir / "campaign.jsonl")
         cpu = [c["cpu_seconds"] for c in children
                if c.get("exit_code") == 0 and c.get("epochs_after", 0) - c.get("epochs_before", 0) == 1]

@@ -137,8 +137,8 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if not args.config_dir.is_dir():
         p.error(f"--config-dir {args.config_dir} is not a folder")
-    args.config_dir = args.config_dir.absolute()
-    if args.config_dir != CONFIG_DIR and args.runs_dir is None:
+    args.config_dir = args.config_dir.resolve()
+    if args.config_dir != CONFIG_DIR.resolve() and args.runs_dir is None:
         p.error("--config-dir other than configs/laptop needs --runs-dir (its runs never go into the laptop table's)")
     known = cells(args.config_dir)
     bad = [c for c in args.cells or () if c not in known]
