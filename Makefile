@@ -3,6 +3,7 @@
 #   make test   - create .venv, install minimal_ep[test,docs], run the test suite (the docs build included)
 #   make docs   - install minimal_ep[docs], build the course site (executed tutorials) in build/course
 #   make table2-laptop - the laptop-scale Table II campaign, in the background (docs/RESULTS.md)
+#   make table2-midscale - the mid-scale Table II campaign (issue #28), in the background
 #   make bench  - the benchmarks (2 BLAS threads, A/B against fbe01e1): results/benchmarks/summary.md;
 #                 ARGS=--quick for a smoke run in seconds (results/benchmarks/quick/)
 #   make manifest - rewrite results/MANIFEST.sha256 after the committed results changed
@@ -18,7 +19,7 @@ CRNN_SEEDS ?= 0
 JOBS       ?= 1
 EPOCHS     ?=
 
-.PHONY: demo test bench gpu-check figures checkpoints checkpoints-recipe2 data docs clean table2-laptop table2-report manifest
+.PHONY: demo test bench gpu-check figures checkpoints checkpoints-recipe2 data docs clean table2-laptop table2-midscale table2-report manifest
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -114,7 +115,22 @@ table2-laptop: $(VENV)/.installed
 		>> $(TABLE2_DIR)/campaign.log 2>&1 & \
 		echo "table2-laptop: started process $$! (log: $(TABLE2_DIR)/campaign.log; stop: kill $$!)"
 
-# docs/RESULTS.md and docs/table2_*.png from results/table2/laptop/ (works on partial results)
+# Mid-scale Table II (issue #28): configs/midscale/, 3 seeds per cell, one epoch per child round-robin,
+# SNN EP (max) ended after 3 epochs at chance, two runs at a time (one BLAS thread each). Resumable
+# like table2-laptop; TABLE2_ARGS e.g. "--finish-by 17:30" (start only what ends by then).
+MIDSCALE_DIR := results/table2/midscale
+MIDSCALE_RUN := $(BIN)/python -m table2.laptop --config-dir configs/midscale --runs-dir $(MIDSCALE_DIR) --seeds 3 \
+	--epochs-per-child 1 --chance-stop 3 --jobs 2 $(if $(FMNIST_DIR),--fashion-mnist-dir $(FMNIST_DIR)) $(TABLE2_ARGS)
+
+table2-midscale: $(VENV)/.installed
+	$(MIDSCALE_RUN) --dry-run
+	mkdir -p $(MIDSCALE_DIR)
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 nohup nice -n $(NICE) $(MIDSCALE_RUN) --log $(MIDSCALE_DIR)/campaign.log \
+		>> $(MIDSCALE_DIR)/campaign.log 2>&1 & \
+		echo "table2-midscale: started process $$! (log: $(MIDSCALE_DIR)/campaign.log; stop: kill $$!)"
+
+# docs/RESULTS.md and docs/table2_*.png from results/table2/laptop/ and results/table2/midscale/
+# (works on partial results)
 table2-report: $(VENV)/.installed
 	$(BIN)/python -m table2.report $(ARGS)
 

@@ -65,7 +65,6 @@ NAMES = ("crnn_max", "crnn_avg", "snn_max", "snn_avg")
 QUICK = ['data.source="embedded"', "data.train_size=20", "data.test_size=10", "data.batch_size=10",
          "model.conv_channels=[3, 4, 6, 8]", "train.T_free=16", "train.T_nudge=6"]
 STAGES = "stages"
-CHANCE = 0.85                                    # a test error at or above it: a ten-class net at chance
 
 
 def rel(path):
@@ -109,19 +108,6 @@ def keep_stages(run):
     if is_stage(ckpt.epoch, run.epochs):
         data = (out / "checkpoint.npz").read_bytes()
         atomic_write(stage_path(out, ckpt.epoch), lambda f: f.write(data))
-
-
-def at_chance(run, epochs):
-    """Whether ``run`` has trained ``epochs`` epochs and its test error was >= CHANCE after each."""
-    rows = runner.read_json_lines(run.folder / "metrics.jsonl")[:epochs]
-    return len(rows) == epochs and all(row.get("test_error", 0.0) >= CHANCE for row in rows)
-
-
-def stop_at_chance(runs, epochs, first_seed):
-    """``--chance-stop``: end at ``epochs`` the runs whose seed is not ``first_seed(run)`` and were at chance."""
-    for run in runs:
-        if run.seed != first_seed(run) and run.epochs > epochs and at_chance(run, epochs):
-            run.epochs = epochs
 
 
 def backfill_stages(runs):
@@ -241,15 +227,15 @@ def main(argv=None):
         for name in args.names:
             measure_cost(args.configs / f"{name}.toml", data_dir, sets, args.measure)
         return 0
-    def first_seed(run):                          # of its net's seeds (--seeds for SNNs, --crnn-seeds for CRNNs)
-        return (args.seeds if pathlib.Path(run.config).stem.startswith("snn") else args.crnn_seeds)[0]
+    def other_seed(run):                          # not the first of its net's seeds (--seeds / --crnn-seeds)
+        return run.seed != (args.seeds if pathlib.Path(run.config).stem.startswith("snn") else args.crnn_seeds)[0]
 
     def after_child(run):
         if args.chance_stop:
-            stop_at_chance([run], args.chance_stop, first_seed)
+            runner.stop_at_chance([run], args.chance_stop, other_seed)
         keep_stages(run)
     if args.chance_stop:
-        stop_at_chance(runs, args.chance_stop, first_seed)
+        runner.stop_at_chance(runs, args.chance_stop, other_seed)
     if not (args.status or args.dry_run):
         backfill_stages(runs)
     return runner.run_campaign(runs, args, args.out_dir, REPO, step=1, after_child=after_child,

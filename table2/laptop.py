@@ -21,9 +21,13 @@ stopped by a signal. Usage::
     python -m table2.laptop --measure-cost        # CPU seconds per epoch of each cell
     python -m table2.laptop --quick --runs-dir /tmp/q   # machinery check, seconds
 
-The mid-scale table (issue #28) is the same campaign on ``configs/midscale/``, 3 seeds per cell::
+The mid-scale table (issue #28) is the same campaign on ``configs/midscale/``, 3 seeds per cell,
+one epoch per child round-robin (``--epochs-per-child 1``: the runs advance together, and
+``--finish-by`` can end a session between epochs), and SNN EP (max)'s runs at chance after each of
+their first 3 epochs end there (``--chance-stop 3``; the paper predicts that column does not learn)::
 
-    python -m table2.laptop --config-dir configs/midscale --runs-dir results/table2/midscale --seeds 3
+    python -m table2.laptop --config-dir configs/midscale --runs-dir results/table2/midscale --seeds 3 \
+        --epochs-per-child 1 --chance-stop 3 --fashion-mnist-dir DIR --jobs 2
 """
 import json
 import os
@@ -51,8 +55,9 @@ ROW_KEYS = {("data", "dataset"), ("data", "data_dir"), ("train", "epochs"), ("tr
             ("train", "T_nudge")}
 DEFINING = COLUMN_KEYS | ROW_KEYS | {("train", "seed"), ("run", "out")}
 # --quick: tiny data (the embedded subsets), 2 epochs, short phases. A check of the machinery only.
+CHANCE_COLUMNS = ("snn_ep_max",)       # --chance-stop: the column the paper predicts does not learn
 QUICK = ("data.source=embedded", 'data.data_dir=""', "data.train_size=100", "data.test_size=50",
-         "train.epochs=2", "train.T_free=8", "train.T_nudge=4")
+         "train.epochs=2", "train.T_free=8", "train.T_nudge=4", "train.average_last=4")
 
 
 def cells(config_dir=CONFIG_DIR):
@@ -96,6 +101,12 @@ def _rel(path):
     return runner.repo_relative(path, REPO)
 
 
+def chance_stop(runs, epochs):
+    """``--chance-stop``: the runs of CHANCE_COLUMNS at chance after each of their first ``epochs`` end there."""
+    if epochs:
+        runner.stop_at_chance(runs, epochs, lambda run: split_cell(run.cell)[1] in CHANCE_COLUMNS)
+
+
 def resolve_run(run):
     """The run's configuration: its config file, overrides, seed, folder and data dir."""
     sets = {"train.seed": run.seed, "run.out": str(run.out)}
@@ -132,6 +143,10 @@ def parse_args(argv):
     p.add_argument("--measure-cost", action="store_true", help="CPU seconds per epoch of each cell, then exit")
     p.add_argument("--cost-size", type=int, nargs=2, default=(2000, 1000), metavar=("TRAIN", "TEST"))
     p.add_argument("--cost-out", type=pathlib.Path, help="--measure-cost's JSON (default RUNS_DIR/cost.json)")
+    p.add_argument("--epochs-per-child", type=int_at_least(1), default=None, metavar="E",
+                   help="each child trains E more epochs, the run with the fewest first (default: to the last)")
+    p.add_argument("--chance-stop", type=int_at_least(1), default=None, metavar="E",
+                   help="end after epoch E the SNN EP (max) runs at chance (test error >= 85%%) after each epoch so far")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="with --measure-cost only: override a config key (e.g. Table I's T_free)")
     args = p.parse_args(argv)
@@ -185,12 +200,15 @@ def main(argv=None):
     if problem:
         print(f"table2.laptop: error: {problem}", file=sys.stderr)
         return 2
+    chance_stop(runs, args.chance_stop)
     if not (args.status or args.dry_run):
         args.runs_dir.mkdir(parents=True, exist_ok=True)
         record = {"mode": "quick" if args.quick else "full", "overrides": list(overrides),
-                  "argv": sys.argv[1:] if argv is None else list(argv), "pid": os.getpid()}
+                  "argv": sys.argv[1:] if argv is None else list(argv), "pid": os.getpid(),
+                  "config_dir": str(_rel(args.config_dir)), "seeds": args.seeds, "chance_stop": args.chance_stop}
         atomic_write(args.runs_dir / "campaign.json", lambda f: f.write(json.dumps(record).encode()))
-    return runner.run_campaign(runs, args, args.runs_dir, REPO, prog="table2.laptop")
+    return runner.run_campaign(runs, args, args.runs_dir, REPO, step=args.epochs_per_child, prog="table2.laptop",
+                               after_child=lambda run: chance_stop([run], args.chance_stop))
 
 
 if __name__ == "__main__":

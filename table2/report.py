@@ -1,14 +1,19 @@
-"""Write docs/RESULTS.md, the laptop-scale Table II, from the runs of :mod:`table2.laptop`.
+"""Write docs/RESULTS.md, Table II at laptop and at mid scale, from the runs of :mod:`table2.laptop`.
 
 Per data set: one row per column (final and best test error, final train error, wall seconds per
 epoch, samples per second, peak memory of a training step; mean +- std over seeds where there are
 several), the paper's numbers beside them, and a figure of every column's test error per epoch
 (``table2_<data set>.png`` next to the document). Then what is and is not comparable, the measured
 cost, the commands and the campaign's total time. Partial results (cells missing, fewer epochs) are
-written as such. What follows the line ``HAND_WRITTEN`` in the existing document (the analysis of the
-runs, written by a person) is kept as it is. Every file is written atomically. Usage::
+written as such. Then the mid-scale table (issue #28, ``configs/midscale/`` run into
+``results/table2/midscale/``, 3 seeds per cell): the same rows, their curves
+(``table2_midscale_<data set>.png``), the peak-memory ratio BPTT / EP, the learning-rate search
+(``search/search.json`` of :mod:`table2.lr_search`) and every run's state. What follows the line
+``HAND_WRITTEN`` in the existing document (the analysis of the runs, written by a person) is kept
+as it is. Every file is written atomically. Usage::
 
-    python -m table2.report [--runs-dir results/table2/laptop] [--out docs/RESULTS.md]
+    python -m table2.report [--runs-dir results/table2/laptop] [--midscale-dir results/table2/midscale]
+                            [--out docs/RESULTS.md]
 """
 import pathlib
 import sys
@@ -21,6 +26,9 @@ from minimal_ep.run.train import network_from_config
 from table2 import laptop as campaign, results
 
 REPO = campaign.REPO
+MIDSCALE_DIR = REPO / "results" / "table2" / "midscale"
+MIDSCALE_CONFIGS = REPO / "configs" / "midscale"
+MIDSCALE_SEEDS, MIDSCALE_CHANCE_STOP = 3, 3        # the campaign's --seeds and --chance-stop (issue #28)
 
 # Paper Table II (mean +- std over 5 trials; MEM in MB at batch 10, T = 100 + 25 + 25 / 150, on a GPU)
 PAPER = {"mnist": {"snn_ep_avg": ("0.97 ± 0.32", "0.61 ± 0.28", "321"), "snn_bptt": ("0.86 ± 0.11", "—", "2171"),
@@ -52,6 +60,8 @@ def table(rows, prefix):
             epochs = f"{row['epoch']}/{row['epochs_planned']}" + (" (partial)" if row["status"] == "partial" else "")
         if row["stopped"]:
             epochs += " (stopped: see below)"
+        if row.get("at_chance"):
+            epochs += " (at chance: stopped)"
         paper = PAPER[prefix].get(column, ("— (not in the paper)", "—", "—"))
         cells = [campaign.COLUMNS[column], seeds, epochs, fmt(row["final_test"]), fmt(row["best_test"]),
                  fmt(row["final_train"]), fmt(row["seconds_per_epoch"], 0), fmt(row["samples_per_second"], 0),
@@ -131,13 +141,13 @@ def _ms_per_image(cost):
     return {cell: 1000 * c["train_cpu_s"] / c["size"][0] for cell, c in cost["cells"].items() if "error" not in c}
 
 
-def cost_section(runs_dir):
+def cost_section(runs_dir, heading="## Cost"):
     """The measured CPU cost per epoch (``cost*.json`` of ``--measure-cost``), if any.
 
     ``cost.json`` (the cells as configured) comes first; a file measured with ``--set`` overrides
     (Table I's phases) gets a column with its cost per training image relative to ``cost.json``'s.
     """
-    lines = ["## Cost", ""]
+    lines = [heading, ""]
     files = sorted(runs_dir.glob("cost*.json"), key=lambda p: (p.name != "cost.json", p.name))
     if not files:
         lines.append("Not measured in this runs folder: `python -m table2.laptop --measure-cost "
@@ -169,13 +179,25 @@ def cost_section(runs_dir):
     return "\n".join(lines)
 
 
-def runs_section(runs, cfgs, data, overrides):
+LAPTOP_COMMANDS = [
+    "python scripts/prepare_mnist_subset.py                 # MNIST 10k subset -> data/mnist-10k/",
+    "make table2-laptop FMNIST_DIR=../shared/data           # background, resumable, one BLAS thread",
+    "python -m table2.laptop --status                       # progress",
+    "make table2-report                                     # this file"]
+MIDSCALE_COMMANDS = [
+    "python scripts/prepare_mnist_subset.py                 # MNIST 10k subset -> data/mnist-10k/",
+    "make table2-midscale FMNIST_DIR=../shared/data         # background, resumable, one BLAS thread per run",
+    "python -m table2.laptop --config-dir configs/midscale --runs-dir results/table2/midscale --seeds 3 --status",
+    "make table2-report                                     # this file"]
+
+
+def runs_section(runs, data, heading="## Runs, commands and campaign time", commands=LAPTOP_COMMANDS):
     """Every run's state and cost, the commands, and the campaign's total time."""
     t = results.campaign_time(list(data.values()))
-    lines = ["## Runs, commands and campaign time", "",
+    lines = [heading, "",
              "| run | state | epochs | training h (metrics) | CPU h (children) | note |", "|---|---|---|---|---|---|"]
     for r in runs:
-        d, epochs = data[r.name], cfgs[r.name].train.epochs
+        d, epochs = data[r.name], r.epochs
         done = len(d["metrics"])
         state = "done" if done >= epochs else ("stopped" if d["stopped"] else ("partial" if done else "missing"))
         cpu = sum(i.get("cpu_seconds", 0.0) for i in d["invocations"]) / 3600
@@ -183,12 +205,8 @@ def runs_section(runs, cfgs, data, overrides):
         lines.append(f"| {r.name} | {state} | {done}/{epochs} | "
                      f"{sum(e['seconds'] for e in d['metrics']) / 3600:.2f} | {cpu:.2f} | {note} |")
     example = shell_text(runs[0].command())
-    lines += ["", "```bash",
-              "python scripts/prepare_mnist_subset.py                 # MNIST 10k subset -> data/mnist-10k/",
-              "make table2-laptop FMNIST_DIR=../shared/data           # background, resumable, one BLAS thread",
-              "python -m table2.laptop --status                       # progress",
-              "make table2-report                                     # this file",
-              "```", "", "Each run is one command, for example (the campaign adds `--data-dir` for Fashion-MNIST):",
+    lines += ["", "```bash", *commands, "```", "",
+              "Each run is one command, for example (the campaign adds `--data-dir` for Fashion-MNIST):",
               "", "```bash", example.replace(str(REPO) + "/", ""), "```", "",
               f"Time so far: {t['epochs']} epochs; training {t['training_seconds'] / 3600:.2f} h (the sum of the "
               f"metrics' per-epoch seconds, wall); the campaign's {t['invocations']} child processes "
@@ -203,32 +221,100 @@ def hand_written(out):
     return "\n" + old[old.index(HAND_WRITTEN):] if HAND_WRITTEN in old else ""
 
 
-def render(runs_dir, out):
-    """Write the figures and return the text of RESULTS.md for the runs in ``runs_dir``."""
-    record = results._json(runs_dir / "campaign.json") or {}
-    runs = campaign.plan(runs_dir=runs_dir, overrides=record.get("overrides", ()))
+def collect(runs_dir, config_dir=campaign.CONFIG_DIR, seeds=None, overrides=(), chance_stop=None):
+    """The runs of a campaign folder, their configs and data, and one row per cell by data set.
+
+    A run ended by ``--chance-stop`` is planned to its last epoch (as in the campaign) and its row
+    says ``at_chance``.
+    """
+    runs = campaign.plan(runs_dir=runs_dir, config_dir=config_dir, overrides=overrides, seeds=seeds)
     cfgs = {r.name: campaign.resolve_run(r) for r in runs}
+    campaign.chance_stop(runs, chance_stop)
     data = {r.name: results.read_run(r.folder) for r in runs}
     rows_by_set = {}
-    for prefix in campaign.DATASETS:
-        rows = []
-        for cell in (c for c in campaign.cells() if campaign.split_cell(c)[0] == prefix):
-            mine = [r for r in runs if r.cell == cell]
-            rows.append(results.summarize(cell, [data[r.name] for r in mine], cfgs[mine[0].name].train.epochs))
-        rows_by_set[prefix] = rows
+    for cell in campaign.cells(config_dir):
+        mine = [r for r in runs if r.cell == cell]
+        row = results.summarize(cell, [data[r.name] for r in mine], max(r.epochs for r in mine))
+        row["at_chance"] = any(r.epochs < cfgs[r.name].train.epochs for r in mine)
+        rows_by_set.setdefault(campaign.split_cell(cell)[0], []).append(row)
+    return runs, cfgs, data, rows_by_set
+
+
+def set_tables(rows_by_set, out, heading, title, stem):
+    """Per data set: a heading, the table and its learning-curve figure ``<stem>_<data set>.png``."""
+    parts = []
+    labels = {row["cell"]: campaign.COLUMNS[campaign.split_cell(row["cell"])[1]]
+              for rows in rows_by_set.values() for row in rows}
+    for prefix, rows in rows_by_set.items():
+        name = campaign.DATASETS[prefix]
+        figure = out.parent / f"{stem}_{prefix}.png"
+        results.plot_curves(rows, labels, f"{name}: test error per epoch ({title})", figure)
+        parts += [f"{heading} {name}", "", table(rows, prefix), "", f"![{name} learning curves]({figure.name})", ""]
+        by_column = {campaign.split_cell(r["cell"])[1]: r["peak_mb"][0] for r in rows}
+        ratios = [f"{net} {by_column[bptt] / by_column[ep]:.1f}x" for net, ep, bptt in
+                  (("SNN", "snn_ep_avg", "snn_bptt"), ("CRNN", "crnn_ep_ce", "crnn_bptt"))
+                  if by_column.get(ep) and by_column.get(bptt)]
+        if ratios:
+            parts += ["Peak memory of a training step, BPTT / EP: " + ", ".join(ratios) + " (paper: SNN 6.8x, "
+                      "CRNN 9.8x, on a GPU at batch 10).", ""]
+    return parts
+
+
+def search_section(search_dir):
+    """The learning-rate search of :mod:`table2.lr_search` (``search.json``), one line per cell."""
+    found = results._json(search_dir / "search.json")
+    command = ("python -m table2.lr_search --configs configs/midscale --out results/table2/midscale/search "
+               "--jobs 2   # then --report")
+    lines = ["## Mid-scale learning-rate search", ""]
+    if not found:
+        return "\n".join(lines + ["Not run yet:", "", "    " + command, ""])
+    scales = sorted({float(s) for cell in found.values() for s in cell["errors"]})
+    lines += ["Validation error (2000 held-out training images, never the test set) after the search's "
+              "epochs, per scale of the cell's layer-wise rates; the lowest is chosen (ties: the smaller). "
+              f"`{command}`", "",
+              "| cell | rates x 1 | " + " | ".join(f"x {s:g}" for s in scales) + " | chosen |",
+              "|---|---|" + "---|" * len(scales) + "---|"]
+    for cell, c in found.items():
+        errors = [c["errors"].get(f"{s:g}", "—") for s in scales]
+        errors = ["stopped" if e is None else e if isinstance(e, str) else f"{100 * e:.2f}%" for e in errors]
+        chosen = "—" if c["chosen"] is None else f"x {c['chosen']:g}: {c['chosen_lr']}"
+        lines.append(f"| {cell} | {c['lr']} | " + " | ".join(errors) + f" | {chosen} |")
+    return "\n".join(lines + [""])
+
+
+def midscale_section(runs_dir, out, config_dir=MIDSCALE_CONFIGS):
+    """The mid-scale Table II (issue #28): tables, curves, memory ratios, the search, every run's state."""
+    record = results._json(runs_dir / "campaign.json") or {}
+    seeds = record.get("seeds") or MIDSCALE_SEEDS
+    chance = record.get("chance_stop") or MIDSCALE_CHANCE_STOP
+    runs, cfgs, data, rows_by_set = collect(runs_dir, config_dir, seeds, record.get("overrides", ()), chance)
+    all_rows = [row for rows in rows_by_set.values() for row in rows]
+    c = next(iter(cfgs.values()))
+    m = c.model
+    parts = ["# Table II at mid scale (issue #28)", "", banner(record.get("mode"), all_rows), "",
+             f"Conv {m.conv_channels[0]}-{m.conv_channels[1]} -> {m.hidden[0]} -> 10 "
+             f"({n_params(c)} parameters), eps = lambda = {m.eps}, beta {c.train.beta}, batch {c.data.batch_size}; "
+             f"{seeds} seeds per cell, mean ± std (ddof 1) at the last epoch every seed completed; "
+             f"SNN EP (max) runs at chance after each of their first {chance} epochs end there. "
+             "The configs are `configs/midscale/`; the paper's numbers beside ours for reference.", ""]
+    parts += set_tables(rows_by_set, out, "## Mid-scale", "mid-scale Table II", "table2_midscale")
+    parts += [search_section(runs_dir / "search"), cost_section(runs_dir, "## Mid-scale cost"),
+              runs_section(runs, data, "## Mid-scale runs, commands and campaign time", MIDSCALE_COMMANDS)]
+    return "\n".join(parts)
+
+
+def render(runs_dir, out, midscale_dir=MIDSCALE_DIR):
+    """Write the figures and return the text of RESULTS.md for the runs in ``runs_dir`` (and ``midscale_dir``)."""
+    record = results._json(runs_dir / "campaign.json") or {}
+    runs, cfgs, data, rows_by_set = collect(runs_dir, overrides=record.get("overrides", ()))
     all_rows = [row for rows in rows_by_set.values() for row in rows]
     parts = ["# Table II at laptop scale", "", banner(record.get("mode"), all_rows), "",
              "Test and train errors in %, wall seconds per training epoch, peak memory of one training step "
              "in MB; mean ± std over seeds where a cell has several. The paper's numbers (2C2FC, 250 epochs, "
              "GPU) are beside ours for reference, not as a like-for-like comparison (see below).", ""]
-    labels = {c: campaign.COLUMNS[campaign.split_cell(c)[1]] for c in campaign.cells()}
-    for prefix, rows in rows_by_set.items():
-        name = campaign.DATASETS[prefix]
-        figure = out.parent / f"table2_{prefix}.png"
-        results.plot_curves(rows, labels, f"{name}: test error per epoch (laptop-scale Table II)", figure)
-        parts += [f"## {name}", "", table(rows, prefix), "", f"![{name} learning curves]({figure.name})", ""]
+    parts += set_tables(rows_by_set, out, "##", "laptop-scale Table II", "table2")
     parts += [comparability(cfgs), cost_section(runs_dir), "",
-              runs_section(runs, cfgs, data, record.get("overrides", ()))]
+              runs_section(runs, data)]
     files = {}
     for d in data.values():
         if d["config"] is not None:
@@ -236,17 +322,21 @@ def render(runs_dir, out):
     parts += ["", "## Data files read", ""] + ([] if files else ["None yet."])
     parts += [f"- {ds}: " + "; ".join(f"`{n}` sha256 {f.get('sha256', '?')[:16]}…" for n, f in fl.items())
               for ds, fl in files.items()]
+    if midscale_dir is not None:
+        parts += ["", midscale_section(midscale_dir, out)]
     return "\n".join(parts).rstrip() + "\n" + hand_written(out)
 
 
 def main(argv=None):
     p = Parser(description=__doc__.split("\n")[0])
     p.add_argument("--runs-dir", type=pathlib.Path, default=campaign.RUNS_DIR)
+    p.add_argument("--midscale-dir", type=pathlib.Path, default=MIDSCALE_DIR,
+                   help="the mid-scale campaign's runs ('none': no mid-scale section)")
     p.add_argument("--out", type=pathlib.Path, default=REPO / "docs" / "RESULTS.md")
     args = p.parse_args(argv)
     if not args.out.parent.is_dir():
         p.error(f"{args.out.parent} is not a directory")
-    text = render(args.runs_dir, args.out)
+    text = render(args.runs_dir, args.out, None if str(args.midscale_dir) == "none" else args.midscale_dir)
     atomic_write(args.out, lambda f: f.write(text.encode()))
     print(f"wrote {args.out} from {args.runs_dir}")
     return 0

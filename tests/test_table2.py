@@ -195,9 +195,9 @@ def test_quick_snn_bptt_cell_trains(tmp_path):
 def test_report_from_the_quick_campaign(quick, tmp_path):
     runs_dir = quick[0]
     doc = tmp_path / "RESULTS.md"
-    assert collect_table2.main(["--runs-dir", str(runs_dir), "--out", str(doc)]) == 0
+    assert collect_table2.main(["--runs-dir", str(runs_dir), "--out", str(doc), "--midscale-dir", "none"]) == 0
     text = doc.read_text()
-    assert "No campaign results yet" in text and "--quick" in text
+    assert "No campaign results yet" in text and "--quick" in text and "mid scale" not in text
     for prefix in campaign.DATASETS:
         png = tmp_path / f"table2_{prefix}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png.name})" in text
@@ -246,7 +246,8 @@ def test_partial_results_are_marked_and_the_doc_is_written_atomically(tmp_path, 
     planned = {prefix: resolved(f"{prefix}_snn_ep_avg").train.epochs for prefix in campaign.DATASETS}
     write_run(runs_dir / "mnist_snn_ep_avg", [0.5] * planned["mnist"])
     write_run(runs_dir / "fmnist_snn_ep_avg_seed0", [0.4] * (planned["fmnist"] - 1))
-    assert collect_table2.main(["--runs-dir", str(runs_dir), "--out", str(docs / "RESULTS.md")]) == 0
+    argv = ["--runs-dir", str(runs_dir), "--out", str(docs / "RESULTS.md"), "--midscale-dir", "none"]
+    assert collect_table2.main(argv) == 0
     text = (docs / "RESULTS.md").read_text()
     assert "Partial results" in text and "1 of 12 cells complete" in text
     m, f = planned["mnist"], planned["fmnist"]
@@ -256,9 +257,9 @@ def test_partial_results_are_marked_and_the_doc_is_written_atomically(tmp_path, 
     class Failing(str):
         def encode(self, *args):
             raise OSError("disk full")
-    monkeypatch.setattr(collect_table2, "render", lambda runs, out: Failing("half"))
+    monkeypatch.setattr(collect_table2, "render", lambda *args: Failing("half"))
     with pytest.raises(OSError):
-        collect_table2.main(["--runs-dir", str(runs_dir), "--out", str(docs / "RESULTS.md")])
+        collect_table2.main(argv)
     assert (docs / "RESULTS.md").read_text() == text                     # the old file, whole
     assert sorted(p.name for p in docs.iterdir()) == ["RESULTS.md", "table2_fmnist.png", "table2_mnist.png"]
 
@@ -266,11 +267,11 @@ def test_partial_results_are_marked_and_the_doc_is_written_atomically(tmp_path, 
 def test_the_hand_written_analysis_survives_a_new_report(tmp_path):
     runs_dir, doc = tmp_path / "runs", tmp_path / "RESULTS.md"
     write_run(runs_dir / "mnist_snn_ep_avg", [0.5, 0.4])
-    assert collect_table2.main(["--runs-dir", str(runs_dir), "--out", str(doc)]) == 0
+    assert collect_table2.main(["--runs-dir", str(runs_dir), "--out", str(doc), "--midscale-dir", "none"]) == 0
     analysis = f"{collect_table2.HAND_WRITTEN}\n## What the runs show\n\nSNN EP (max) stays at chance.\n"
     doc.write_text(doc.read_text() + "\n" + analysis)
     write_run(runs_dir / "mnist_crnn_bptt", [0.3])                          # a new result, then a new report
-    assert collect_table2.main(["--runs-dir", str(runs_dir), "--out", str(doc)]) == 0
+    assert collect_table2.main(["--runs-dir", str(runs_dir), "--out", str(doc), "--midscale-dir", "none"]) == 0
     text = doc.read_text()
     assert text.endswith(analysis) and text.count(collect_table2.HAND_WRITTEN) == 1
     assert "| CRNN BPTT | 1 seed | 1/20 (partial) | 30.00 |" in text             # the table was rewritten
@@ -290,7 +291,8 @@ def test_measure_cost_and_memory(tmp_path):
 
 
 def test_the_committed_results_are_those_of_the_committed_runs(tmp_path):
-    """docs/RESULTS.md, up to its hand-written part, is what table2.report makes of results/table2/laptop/."""
+    """docs/RESULTS.md, up to its hand-written part, is what table2.report makes of results/table2/laptop/
+    and results/table2/midscale/."""
     runs_dir, doc = REPO / "results" / "table2" / "laptop", REPO / "docs" / "RESULTS.md"
     if not (runs_dir / "campaign.json").exists():
         pytest.skip("no campaign runs in this checkout")
@@ -372,3 +374,50 @@ def test_lr_search_runs_every_scale_on_held_out_images_and_chooses_the_lowest_er
         with pytest.raises(SystemExit) as exc:
             lr_search.main(argv + bad)
         assert exc.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+def test_midscale_campaign_round_robin_and_chance_stop(tmp_path):
+    """--epochs-per-child 1: every child trains one epoch, the runs advance together; --chance-stop E
+    ends after epoch E the SNN EP (max) runs at chance after each epoch so far, and no other column."""
+    runs_dir = tmp_path / "quick"
+    proc = subprocess.run([sys.executable, "-m", "table2.laptop", "--quick", "--config-dir", "configs/midscale",
+                           "--runs-dir", str(runs_dir), "--seeds", "2", "--cells", "mnist_crnn_ep_ce",
+                           "--epochs-per-child", "1"], cwd=REPO, env=ENV, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for k in range(2):
+        calls = read_json_lines(runs_dir / f"mnist_crnn_ep_ce_seed{k}" / "campaign.jsonl")
+        assert [(c["epochs_before"], c["epochs_after"]) for c in calls] == [(0, 1), (1, 2)]
+        assert "--until 1" in calls[0]["command"] and "--until 2" in calls[1]["command"]
+    record = json.loads((runs_dir / "campaign.json").read_text())
+    assert (record["config_dir"], record["seeds"], record["chance_stop"]) == ("configs/midscale", 2, None)
+
+    fake = tmp_path / "fake"
+    config_dir = REPO / "configs" / "midscale"
+    runs = campaign.plan(runs_dir=fake, config_dir=config_dir, seeds=3)
+    planned = {r.name: r.epochs for r in runs}
+    chance, learns = [0.90, 0.88, 0.91], [0.90, 0.60, 0.30]
+    for k in range(3):
+        write_run(fake / f"mnist_snn_ep_max_seed{k}", chance if k < 2 else [0.9, 0.5, 0.9])
+        write_run(fake / f"mnist_snn_ep_avg_seed{k}", chance)            # at chance, but not the max column
+    write_run(fake / "mnist_crnn_bptt_seed0", learns)
+    campaign.chance_stop(runs, 3)
+    ended = {r.name for r in runs if r.epochs != planned[r.name]}
+    assert ended == {"mnist_snn_ep_max_seed0", "mnist_snn_ep_max_seed1"}
+    assert all(r.epochs == 3 for r in runs if r.name in ended)
+
+    (fake / "search").mkdir()
+    search = {"mnist_snn_ep_avg": {"lr": [0.5, 0.3], "errors": {"0.5": 0.1, "1": 0.05, "2": None},
+                                   "chosen": 1.0, "chosen_lr": [0.5, 0.3]}}
+    (fake / "search" / "search.json").write_text(json.dumps(search))
+    text = collect_table2.midscale_section(fake, tmp_path / "RESULTS.md", config_dir)
+    m = resolved_in(config_dir, "mnist_snn_ep_max").train.epochs
+    assert f"| SNN EP (max) | 3/3 | 3/{m} (partial) (at chance: stopped) |" in text      # seed 2 goes on
+    assert "| mnist_snn_ep_avg | [0.5, 0.3] | 10.00% | 5.00% | stopped | x 1: [0.5, 0.3] |" in text
+    assert "| mnist_crnn_bptt_seed0 | partial | 3/" in text and "missing" in text
+    for prefix in campaign.DATASETS:
+        assert (tmp_path / f"table2_midscale_{prefix}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def resolved_in(config_dir, cell):
+    return config_mod.resolve(config_dir / f"{cell}.toml")

@@ -41,6 +41,7 @@ from .runs import RunFolderError, RunLock, atomic_write, process_exists
 
 STATES = ("done", "running", "stopped", "partial", "not started")
 ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+CHANCE = 0.85                  # a test error at or above it: a ten-class net at chance
 
 
 @dataclass
@@ -129,6 +130,22 @@ def append_json_line(path, row):
     """Add one JSON line to ``path``, rewriting the file atomically."""
     text = "".join(json.dumps(r) + "\n" for r in read_json_lines(path) + [row])
     atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def at_chance(run, epochs):
+    """Whether ``run`` has trained ``epochs`` epochs and its test error was >= CHANCE after each."""
+    rows = read_json_lines(run.folder / "metrics.jsonl")[:epochs]
+    return len(rows) == epochs and all(row.get("test_error", 0.0) >= CHANCE for row in rows)
+
+
+def stop_at_chance(runs, epochs, may_stop):
+    """``--chance-stop``: end at ``epochs`` the runs ``may_stop(run)`` allows that were at chance until then.
+
+    A run so ended has ``run.epochs = epochs`` (its schedule is unchanged: the config's ``train.epochs``).
+    """
+    for run in runs:
+        if may_stop(run) and run.epochs > epochs and at_chance(run, epochs):
+            run.epochs = epochs
 
 
 def lock_holder(folder):
