@@ -108,12 +108,17 @@ NICE        ?= 10
 TABLE2_DIR  := results/table2/laptop
 TABLE2_RUN  := $(BIN)/python -m table2.laptop $(if $(FMNIST_DIR),--fashion-mnist-dir $(FMNIST_DIR)) $(TABLE2_ARGS)
 
+# $(call background,COMMAND,FOLDER): what would run, then COMMAND niced in the background, logging to FOLDER.
+define background
+	$(1) --dry-run
+	mkdir -p $(2)
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 nohup nice -n $(NICE) $(1) --log $(2)/campaign.log \
+		>> $(2)/campaign.log 2>&1 & \
+		echo "$@: started process $$! (log: $(2)/campaign.log; stop: kill $$!)"
+endef
+
 table2-laptop: $(VENV)/.installed
-	$(TABLE2_RUN) --dry-run
-	mkdir -p $(TABLE2_DIR)
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 nohup nice -n $(NICE) $(TABLE2_RUN) --log $(TABLE2_DIR)/campaign.log \
-		>> $(TABLE2_DIR)/campaign.log 2>&1 & \
-		echo "table2-laptop: started process $$! (log: $(TABLE2_DIR)/campaign.log; stop: kill $$!)"
+	$(call background,$(TABLE2_RUN),$(TABLE2_DIR))
 
 # Mid-scale Table II (issue #28): configs/midscale/, 3 seeds per cell, one epoch per child round-robin,
 # SNN EP (max) ended after 3 epochs at chance, two runs at a time (one BLAS thread each). Resumable
@@ -123,11 +128,7 @@ MIDSCALE_RUN := $(BIN)/python -m table2.laptop --config-dir configs/midscale --r
 	--epochs-per-child 1 --chance-stop 3 --jobs 2 $(if $(FMNIST_DIR),--fashion-mnist-dir $(FMNIST_DIR)) $(TABLE2_ARGS)
 
 table2-midscale: $(VENV)/.installed
-	$(MIDSCALE_RUN) --dry-run
-	mkdir -p $(MIDSCALE_DIR)
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 nohup nice -n $(NICE) $(MIDSCALE_RUN) --log $(MIDSCALE_DIR)/campaign.log \
-		>> $(MIDSCALE_DIR)/campaign.log 2>&1 & \
-		echo "table2-midscale: started process $$! (log: $(MIDSCALE_DIR)/campaign.log; stop: kill $$!)"
+	$(call background,$(MIDSCALE_RUN),$(MIDSCALE_DIR))
 
 # docs/RESULTS.md and docs/table2_*.png from results/table2/laptop/ and results/table2/midscale/
 # (works on partial results)

@@ -54,8 +54,8 @@ COLUMN_KEYS = {("model", "spiking"), ("model", "pool"), ("model", "loss"), ("tra
 ROW_KEYS = {("data", "dataset"), ("data", "data_dir"), ("train", "epochs"), ("train", "T_free"),
             ("train", "T_nudge")}
 DEFINING = COLUMN_KEYS | ROW_KEYS | {("train", "seed"), ("run", "out")}
-# --quick: tiny data (the embedded subsets), 2 epochs, short phases. A check of the machinery only.
 CHANCE_COLUMNS = ("snn_ep_max",)       # --chance-stop: the column the paper predicts does not learn
+# --quick: tiny data (the embedded subsets), 2 epochs, short phases. A check of the machinery only.
 QUICK = ("data.source=embedded", 'data.data_dir=""', "data.train_size=100", "data.test_size=50",
          "train.epochs=2", "train.T_free=8", "train.T_nudge=4", "train.average_last=4")
 
